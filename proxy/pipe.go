@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Copy buffers are pooled and held only while data flows, so that an idle
+// connection costs no buffer of ours. Bulk transfers read in large chunks;
+// a connection that goes quiet drops back to waiting without one.
+const (
+	bigBuf   = 32 << 10
+	smallBuf = 2 << 10
+	// maxPlaintextRecord is the most a single TLS record can carry; a read
+	// that returns less means the sender is not saturating the link.
+	maxPlaintextRecord = 16 << 10
+	// closeGrace bounds how long one direction may stay open after the
+	// other has finished, so a peer that never closes cannot hang us.
+	closeGrace = 30 * time.Second
+)
+
+var (
+	bigPool   = sync.Pool{New: func() any { b := make([]byte, bigBuf); return &b }}
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
+)
+
+// pipe copies both ways between the client (TLS) and the backend (plain)
+// until both directions end, honouring half-close.
+func (s *Server) pipe(client halfCloser, backend net.Conn) {
+	var lastActive atomic.Int64
+	lastActive.Store(time.Now().UnixNano())
+	idle := s.opts.IdleTimeout
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		copyFromTLS(backend, client, idle, &lastActive)
+		closeWrite(backend)
+	}()
+	copyFromPlain(client, backend, idle, &lastActive)
+	client.CloseWrite()
+
+	// One side finished: give the other a bounded time to finish too.
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		client.Close()
+		backend.Close()
+		<-done
+	}
+}
+
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+func closeWrite(c net.Conn) {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+// stillActive reports whether a read that timed out should go on waiting
+// because the other direction carried data within the idle timeout.
+func stillActive(err error, idle time.Duration, lastActive *atomic.Int64) bool {
+	return idle > 0 && isTimeout(err) && time.Since(time.Unix(0, lastActive.Load())) < idle
+}
+
+// copyFromTLS copies from a TLS connection. crypto/tls needs a buffer to
+// read into, so it blocks on a small one and switches to a large one while
+// full records keep coming.
+func copyFromTLS(dst, src net.Conn, idle time.Duration, lastActive *atomic.Int64) error {
+	small := smallPool.Get().(*[]byte)
+	defer smallPool.Put(small)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bigPool.Put(big)
+		}
+	}()
+	for {
+		buf := *small
+		if big != nil {
+			buf = *big
+		}
+		if idle > 0 {
+			src.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			lastActive.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			if stillActive(err, idle, lastActive) {
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		switch {
+		case big == nil && n == len(buf):
+			big = bigPool.Get().(*[]byte)
+		case big != nil && n < maxPlaintextRecord:
+			bigPool.Put(big)
+			big = nil
+		}
+	}
+}
+
+// copyFromPlain copies from a plain socket. It waits for the socket to be
+// readable before taking a buffer, so a quiet backend holds none.
+func copyFromPlain(dst net.Conn, src net.Conn, idle time.Duration, lastActive *atomic.Int64) error {
+	sc, ok := src.(syscall.Conn)
+	if !ok {
+		return copyFromTLS(dst, src, idle, lastActive)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return copyFromTLS(dst, src, idle, lastActive)
+	}
+	for {
+		if idle > 0 {
+			src.SetReadDeadline(time.Now().Add(idle))
+		}
+		var buf *[]byte
+		var n int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			if buf == nil {
+				buf = bigPool.Get().(*[]byte)
+			}
+			n, rerr = syscall.Read(int(fd), *buf)
+			if n < 0 {
+				n = 0
+			}
+			if rerr == syscall.EAGAIN {
+				// Not readable yet: give the buffer back while we wait.
+				bigPool.Put(buf)
+				buf = nil
+				return false
+			}
+			return true
+		})
+		if err == nil {
+			err = rerr
+		}
+		if n > 0 {
+			lastActive.Store(time.Now().UnixNano())
+			_, werr := dst.Write((*buf)[:n])
+			bigPool.Put(buf)
+			if werr != nil {
+				return werr
+			}
+			continue
+		}
+		if buf != nil {
+			bigPool.Put(buf)
+		}
+		if err != nil {
+			if stillActive(err, idle, lastActive) {
+				continue
+			}
+			return err
+		}
+		return nil // n == 0 and no error: EOF
+	}
+}
