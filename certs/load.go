@@ -70,11 +70,11 @@ func (e *FileError) Unwrap() error { return e.Err }
 // Problems a certificate can have. Callers branch on them to tell a bad
 // renewal from an unreadable file.
 var (
-	ErrKeyMismatch  = errors.New("private key does not match the certificate")
-	ErrExpired      = errors.New("certificate has expired")
-	ErrNotYetValid  = errors.New("certificate is not valid yet")
-	ErrUntrusted    = errors.New("chain does not verify against the trust store")
-	ErrNameMismatch = errors.New("certificate does not cover a routed name")
+	ErrKeyMismatch   = errors.New("private key does not match the certificate")
+	ErrExpired       = errors.New("certificate has expired")
+	ErrNotYetValid   = errors.New("certificate is not valid yet")
+	ErrUntrusted     = errors.New("chain does not verify against the trust store")
+	ErrNameMismatch  = errors.New("certificate does not cover a routed name")
 	ErrNoCertificate = errors.New("no certificate found")
 )
 

@@ -175,9 +175,9 @@ func (h *httpFront) closeAll() {
 // chanListener is a net.Listener fed by the proxy's own accept loop, so
 // that admission and the handshake stay in one place for every kind.
 type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	once   sync.Once
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
 }
 
 func newChanListener() *chanListener {

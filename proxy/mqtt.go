@@ -59,8 +59,8 @@ func parseConnect(b []byte) (mqttConnect, error) {
 	p := reader{b: body[:rem]}
 	name := p.str()
 	out.Level = p.byte()
-	p.byte()    // connect flags
-	p.skip(2)   // keepalive
+	p.byte()  // connect flags
+	p.skip(2) // keepalive
 	if p.err == nil && name != "MQTT" && name != "MQIsdp" {
 		return out, fmt.Errorf("mqtt: protocol name %q is not MQTT", name)
 	}
