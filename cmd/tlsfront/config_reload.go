@@ -1,0 +1,10 @@
+package main
+
+import "flag"
+
+// reloadConfig is the reload section of the configuration.
+type reloadConfig struct{}
+
+func (c *reloadConfig) registerFlags(fs *flag.FlagSet) {}
+
+func (c *reloadConfig) validate() error { return nil }

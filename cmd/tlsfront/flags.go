@@ -1,0 +1,124 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// envPrefix: every flag --some-name can also be set as TLSFRONT_SOME_NAME,
+// which is how a container is usually configured.
+const envPrefix = "TLSFRONT_"
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// sidecarFlags describe the common one-backend case without a file.
+type sidecarFlags struct {
+	listen, backend, kind string
+	wsListen, wsBackend   string
+	cert, key             string
+	proxyProtocol         int
+}
+
+func (s *sidecarFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.listen, "listen", "", "TLS `address` to listen on, e.g. :8883 (adds a listener)")
+	fs.StringVar(&s.backend, "backend", "", "plaintext backend for --listen: host:port or unix:/path")
+	fs.StringVar(&s.kind, "kind", "tcp", "kind of --listen: tcp (e.g. MQTT) or http (HTTP and WebSocket)")
+	fs.StringVar(&s.wsListen, "ws-listen", "", "TLS `address` for WebSocket/HTTP clients, e.g. :8084 (adds an http listener)")
+	fs.StringVar(&s.wsBackend, "ws-backend", "", "plaintext HTTP/WebSocket backend for --ws-listen")
+	fs.StringVar(&s.cert, "cert", "", "PEM certificate `file`, leaf first (adds a certificate)")
+	fs.StringVar(&s.key, "key", "", "PEM private key `file` for --cert")
+	fs.IntVar(&s.proxyProtocol, "proxy-protocol", 0, "send a PROXY protocol header (1 or 2) to the backends of --listen and --ws-listen")
+}
+
+func (s *sidecarFlags) apply(cfg *config) {
+	if s.listen != "" || s.backend != "" {
+		cfg.Listeners = append(cfg.Listeners, listenerConfig{Name: "main", Kind: s.kind, Listen: s.listen, Backend: s.backend, ProxyProtocol: s.proxyProtocol})
+	}
+	if s.wsListen != "" || s.wsBackend != "" {
+		cfg.Listeners = append(cfg.Listeners, listenerConfig{Name: "ws", Kind: "http", Listen: s.wsListen, Backend: s.wsBackend, ProxyProtocol: s.proxyProtocol})
+	}
+	if s.cert != "" || s.key != "" {
+		cfg.Certificates = append(cfg.Certificates, certConfig{Name: "main", Cert: s.cert, Key: s.key})
+	}
+}
+
+// parseConfig builds the configuration from a file (--config), then
+// TLSFRONT_* environment variables, then flags, and validates it.
+func parseConfig(name string, args []string, stderr io.Writer) (*config, error) {
+	cfg := defaultConfig()
+	// The file is read first so that flags, which bind to the config's
+	// fields, override it.
+	path := configPathFromArgs(args)
+	if path == "" {
+		path = os.Getenv(envName("config"))
+	}
+	if path != "" {
+		if err := loadConfigFile(path, cfg); err != nil {
+			return nil, &usageError{err}
+		}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", path, "YAML configuration `file`")
+	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener `address` (health, metrics, status, reload); keep it on loopback")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`folder` for ACME state and fetched intermediates")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long open connections may finish before they are closed")
+	fs.StringVar(&cfg.Log.Format, "log-format", cfg.Log.Format, "log format: text or json")
+	fs.StringVar(&cfg.Log.Level, "log-level", cfg.Log.Level, "log level: debug, info, warn or error")
+	fs.StringVar(&cfg.Trust.CAFile, "trust-ca", cfg.Trust.CAFile, "PEM `file` of the roots clients trust (default: system roots)")
+	var sc sidecarFlags
+	sc.register(fs)
+	cfg.Limits.registerFlags(fs)
+	cfg.ACME.registerFlags(fs)
+	cfg.Monitor.registerFlags(fs)
+	cfg.Reload.registerFlags(fs)
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && f.Name != "config" {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, &usageError{envErr}
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil, &silentError{err}
+		}
+		return nil, &usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}
+	}
+	sc.apply(cfg)
+	if err := cfg.validate(); err != nil {
+		where := "configuration"
+		if path != "" {
+			where = path
+		}
+		return nil, &usageError{fmt.Errorf("%s is not valid:\n  %s", where, strings.ReplaceAll(err.Error(), "\n", "\n  "))}
+	}
+	return cfg, nil
+}
+
+// configPathFromArgs finds --config before flags are defined.
+func configPathFromArgs(args []string) string {
+	for i, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if v, ok := strings.CutPrefix(a, "config="); ok {
+			return v
+		}
+		if a == "config" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}

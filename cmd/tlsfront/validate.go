@@ -1,0 +1,152 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/tlsfront/tlsfront/proxy"
+)
+
+// validate checks cfg and fills in derived defaults (listener names). It
+// reports every problem at once, each naming its field.
+func (c *config) validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if err := validHostPort(c.Admin); err != nil && c.Admin != "" {
+		bad("admin", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if c.ShutdownGrace < 0 {
+		bad("shutdown_grace", "must not be negative")
+	}
+	if len(c.Listeners) == 0 {
+		bad("listeners", "none configured; give --listen and --backend, or a listeners section in --config")
+	}
+	names := map[string]bool{}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		f := fmt.Sprintf("listeners[%d]", i)
+		if l.Kind == "" {
+			l.Kind = "tcp"
+		}
+		if l.Name == "" {
+			l.Name = fmt.Sprintf("%s-%d", l.Kind, i)
+		}
+		if names[l.Name] {
+			bad(f+".name", "%q is used by another listener", l.Name)
+		}
+		names[l.Name] = true
+		if err := validHostPort(l.Listen); err != nil {
+			bad(f+".listen", "%v", err)
+		}
+		if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 {
+			bad(f, "timeouts must not be negative")
+		}
+		switch l.Kind {
+		case "redirect":
+			if l.Backend != "" {
+				bad(f+".backend", "a redirect listener has no backend")
+			}
+			continue
+		case "tcp":
+			if l.Protocol == "" {
+				l.Protocol = "mqtt"
+			}
+			if l.Protocol != "mqtt" && l.Protocol != "raw" {
+				bad(f+".protocol", "%q is not mqtt or raw", l.Protocol)
+			}
+		case "http":
+			if l.Protocol != "" {
+				bad(f+".protocol", "only tcp listeners take a protocol")
+			}
+		default:
+			bad(f+".kind", "%q is not tcp, http or redirect", l.Kind)
+			continue
+		}
+		if l.Backend == "" {
+			bad(f+".backend", "missing: where should plaintext go? (host:port or unix:/path)")
+		} else if _, err := proxy.ParseBackend(l.Backend); err != nil {
+			bad(f+".backend", "%v", err)
+		}
+		if l.ProxyProtocol != 0 && l.ProxyProtocol != 1 && l.ProxyProtocol != 2 {
+			bad(f+".proxy_protocol", "%d is not 0 (off), 1 or 2", l.ProxyProtocol)
+		}
+		for j, r := range l.Routes {
+			rf := fmt.Sprintf("%s.routes[%d]", f, j)
+			if len(r.SNI) == 0 {
+				bad(rf+".sni", "missing: which server names go to this backend?")
+			}
+			if _, err := proxy.ParseBackend(r.Backend); err != nil {
+				bad(rf+".backend", "%v", err)
+			}
+		}
+	}
+	if len(c.Certificates) == 0 && !c.ACME.enabled() && c.hasTLSListener() {
+		bad("certificates", "none configured; give --cert and --key, a certificates section, or acme")
+	}
+	for i, cc := range c.Certificates {
+		if cc.Cert == "" {
+			bad(fmt.Sprintf("certificates[%d].cert", i), "missing: path of the PEM certificate (leaf first)")
+		}
+	}
+	for _, v := range []interface{ validate() error }{&c.Limits, &c.ACME, &c.Monitor, &c.Reload} {
+		if err := v.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) hasTLSListener() bool {
+	for _, l := range c.Listeners {
+		if l.Kind != "redirect" {
+			return true
+		}
+	}
+	return false
+}
+
+// routedNames returns every server name a route sends somewhere; each must
+// be covered by a certificate.
+func (c *config) routedNames() []string {
+	var out []string
+	for _, l := range c.Listeners {
+		for _, r := range l.Routes {
+			out = append(out, r.SNI...)
+		}
+	}
+	return out
+}
+
+func validHostPort(s string) error {
+	if s == "" {
+		return errors.New("missing address (host:port, or :port for all interfaces)")
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	return nil
+}
+
+func parseLevel(s string) (level int, err error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return -4, nil
+	case "info", "":
+		return 0, nil
+	case "warn":
+		return 4, nil
+	case "error":
+		return 8, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
