@@ -59,6 +59,8 @@ type Options struct {
 	Observe func(*HandshakeEvent)
 	// OnRefuse is called for every refusal by the limiter.
 	OnRefuse func(listener string, client netip.Addr, r *limits.Refusal)
+	// Hooks report connections, bytes and backend dials.
+	Hooks Hooks
 	// HTTP configures KindHTTP listeners.
 	HTTP HTTPOptions
 	Log  *slog.Logger
@@ -78,6 +80,21 @@ type HandshakeEvent struct {
 	Err      error
 	// TimedOut is true when the handshake timeout ended it.
 	TimedOut bool
+	// Reason classifies a failure (see classify.go); empty on success.
+	Reason Reason
+	// JA4 fingerprints the ClientHello; empty when none arrived.
+	JA4 string
+}
+
+// Hooks report what happens to connections after the handshake. Each is
+// optional, called from connection goroutines, and must not block.
+type Hooks struct {
+	// ConnOpened and ConnClosed bracket every proxied connection;
+	// ConnClosed gets the bytes carried each way.
+	ConnOpened func(listener string)
+	ConnClosed func(listener string, fromClient, toClient int64)
+	// BackendDial reports each backend connection attempt.
+	BackendDial func(listener, backend string, took time.Duration, err error)
 }
 
 // Server serves one listener. It owns its accept loop and every
@@ -329,8 +346,12 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	}
 	if err != nil {
 		ev.TimedOut = errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
+		ev.Reason = classify(ev)
 	} else {
 		ev.State = tc.ConnectionState()
+	}
+	if ev.Hello != nil {
+		ev.JA4 = fingerprint(ev.Hello)
 	}
 	return ev
 }

@@ -28,10 +28,11 @@ type config struct {
 	Listeners     []listenerConfig `yaml:"listeners"`
 
 	// Sections owned by their own files.
-	Limits  limitsConfig  `yaml:"limits"`  // config_limits.go
-	ACME    acmeConfig    `yaml:"acme"`    // config_acme.go
-	Monitor monitorConfig `yaml:"monitor"` // config_monitor.go
-	Reload  reloadConfig  `yaml:"reload"`  // config_reload.go
+	Limits     limitsConfig     `yaml:"limits"`      // config_limits.go
+	ACME       acmeConfig       `yaml:"acme"`        // config_acme.go
+	Monitor    monitorConfig    `yaml:"monitor"`     // config_monitor.go
+	Reload     reloadConfig     `yaml:"reload"`      // config_reload.go
+	ClientAuth clientAuthConfig `yaml:"client_auth"` // config_reload.go
 }
 
 type logConfig struct {
@@ -39,12 +40,6 @@ type logConfig struct {
 	Format string `yaml:"format"`
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
-}
-
-type trustConfig struct {
-	// CAFile is a PEM bundle of the roots clients trust. Served chains
-	// are verified against it; empty means the system roots.
-	CAFile string `yaml:"ca_file"`
 }
 
 type certConfig struct {

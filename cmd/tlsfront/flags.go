@@ -70,13 +70,14 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long open connections may finish before they are closed")
 	fs.StringVar(&cfg.Log.Format, "log-format", cfg.Log.Format, "log format: text or json")
 	fs.StringVar(&cfg.Log.Level, "log-level", cfg.Log.Level, "log level: debug, info, warn or error")
-	fs.StringVar(&cfg.Trust.CAFile, "trust-ca", cfg.Trust.CAFile, "PEM `file` of the roots clients trust (default: system roots)")
+	cfg.Trust.registerFlags(fs)
 	var sc sidecarFlags
 	sc.register(fs)
 	cfg.Limits.registerFlags(fs)
 	cfg.ACME.registerFlags(fs)
 	cfg.Monitor.registerFlags(fs)
 	cfg.Reload.registerFlags(fs)
+	cfg.ClientAuth.registerFlags(fs)
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {

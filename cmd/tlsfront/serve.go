@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,7 +27,7 @@ import (
 type app struct {
 	cfg     *config
 	log     *slog.Logger
-	roots   *x509.CertPool // nil means the system roots
+	roots   *x509.CertPool // nil means the system roots; set by loadTrust
 	store   *certs.Store
 	limiter *limits.Limiter
 	admin   *http.ServeMux
@@ -86,21 +85,6 @@ func newApp(cfg *config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
-func (a *app) loadTrust() error {
-	if a.cfg.Trust.CAFile == "" {
-		return nil
-	}
-	data, err := os.ReadFile(a.cfg.Trust.CAFile)
-	if err != nil {
-		return fmt.Errorf("trust.ca_file: %w", err)
-	}
-	a.roots = x509.NewCertPool()
-	if !a.roots.AppendCertsFromPEM(data) {
-		return fmt.Errorf("trust.ca_file: %s holds no PEM certificate", a.cfg.Trust.CAFile)
-	}
-	return nil
-}
-
 // certSource returns the source of the i-th configured certificate and its
 // ID in the store.
 func (a *app) certSource(i int) (string, certs.Source) {
@@ -111,8 +95,6 @@ func (a *app) certSource(i int) (string, certs.Source) {
 	}
 	return id, certs.Source{CertFile: cc.Cert, KeyFile: cc.Key}
 }
-
-func (a *app) verify() certs.Verify { return certs.Verify{Roots: a.roots} }
 
 func (a *app) loadCertificates() error {
 	var errs []error
