@@ -30,8 +30,9 @@ var (
 )
 
 // pipe copies both ways between the client (TLS) and the backend (plain)
-// until both directions end, honouring half-close.
-func (s *Server) pipe(client halfCloser, backend net.Conn) {
+// until both directions end, honouring half-close. It returns the bytes
+// carried each way.
+func (s *Server) pipe(client halfCloser, backend net.Conn) (fromClient, toClient int64) {
 	var lastActive atomic.Int64
 	lastActive.Store(time.Now().UnixNano())
 	idle := s.opts.IdleTimeout
@@ -39,10 +40,10 @@ func (s *Server) pipe(client halfCloser, backend net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		copyFromTLS(backend, client, idle, &lastActive)
+		fromClient, _ = copyFromTLS(backend, client, idle, &lastActive)
 		closeWrite(backend)
 	}()
-	copyFromPlain(client, backend, idle, &lastActive)
+	toClient, _ = copyFromPlain(client, backend, idle, &lastActive)
 	client.CloseWrite()
 
 	// One side finished: give the other a bounded time to finish too.
@@ -55,6 +56,7 @@ func (s *Server) pipe(client halfCloser, backend net.Conn) {
 		backend.Close()
 		<-done
 	}
+	return fromClient, toClient
 }
 
 type halfCloser interface {
@@ -79,7 +81,7 @@ func stillActive(err error, idle time.Duration, lastActive *atomic.Int64) bool {
 // copyFromTLS copies from a TLS connection. crypto/tls needs a buffer to
 // read into, so it blocks on a small one and switches to a large one while
 // full records keep coming.
-func copyFromTLS(dst, src net.Conn, idle time.Duration, lastActive *atomic.Int64) error {
+func copyFromTLS(dst, src net.Conn, idle time.Duration, lastActive *atomic.Int64) (written int64, err error) {
 	small := smallPool.Get().(*[]byte)
 	defer smallPool.Put(small)
 	var big *[]byte
@@ -96,21 +98,23 @@ func copyFromTLS(dst, src net.Conn, idle time.Duration, lastActive *atomic.Int64
 		if idle > 0 {
 			src.SetReadDeadline(time.Now().Add(idle))
 		}
-		n, err := src.Read(buf)
+		n, rerr := src.Read(buf)
 		if n > 0 {
 			lastActive.Store(time.Now().UnixNano())
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
 			}
 		}
-		if err != nil {
-			if stillActive(err, idle, lastActive) {
+		if rerr != nil {
+			if stillActive(rerr, idle, lastActive) {
 				continue
 			}
-			if errors.Is(err, io.EOF) {
-				return nil
+			if errors.Is(rerr, io.EOF) {
+				return written, nil
 			}
-			return err
+			return written, rerr
 		}
 		switch {
 		case big == nil && n == len(buf):
@@ -124,13 +128,13 @@ func copyFromTLS(dst, src net.Conn, idle time.Duration, lastActive *atomic.Int64
 
 // copyFromPlain copies from a plain socket. It waits for the socket to be
 // readable before taking a buffer, so a quiet backend holds none.
-func copyFromPlain(dst net.Conn, src net.Conn, idle time.Duration, lastActive *atomic.Int64) error {
+func copyFromPlain(dst net.Conn, src net.Conn, idle time.Duration, lastActive *atomic.Int64) (written int64, err error) {
 	sc, ok := src.(syscall.Conn)
 	if !ok {
 		return copyFromTLS(dst, src, idle, lastActive)
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw, rcErr := sc.SyscallConn()
+	if rcErr != nil {
 		return copyFromTLS(dst, src, idle, lastActive)
 	}
 	for {
@@ -161,10 +165,11 @@ func copyFromPlain(dst net.Conn, src net.Conn, idle time.Duration, lastActive *a
 		}
 		if n > 0 {
 			lastActive.Store(time.Now().UnixNano())
-			_, werr := dst.Write((*buf)[:n])
+			w, werr := dst.Write((*buf)[:n])
+			written += int64(w)
 			bigPool.Put(buf)
 			if werr != nil {
-				return werr
+				return written, werr
 			}
 			continue
 		}
@@ -175,8 +180,8 @@ func copyFromPlain(dst net.Conn, src net.Conn, idle time.Duration, lastActive *a
 			if stillActive(err, idle, lastActive) {
 				continue
 			}
-			return err
+			return written, err
 		}
-		return nil // n == 0 and no error: EOF
+		return written, nil // n == 0 and no error: EOF
 	}
 }

@@ -55,8 +55,10 @@ func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Ba
 		host = "backend"
 	}
 	u := "ws://" + host + r.URL.RequestURI()
+	start := time.Now()
 	bconn, resp, err := d.DialContext(r.Context(), u, hdr)
 	done(err)
+	h.s.dialed(be, time.Since(start), err)
 	if err != nil {
 		h.s.log.Warn("websocket backend dial failed", "backend", be.String(), "client", client.String(), "err", err)
 		if resp != nil && resp.StatusCode >= 400 {
@@ -89,6 +91,8 @@ func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Ba
 		return
 	}
 	defer h.ws.remove(p)
+	h.s.opened()
+	defer h.s.closed(0, 0)
 	p.run(h.opts)
 }
 

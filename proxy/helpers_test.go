@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+)
+
+// echoBackend is a TCP server that echoes, optionally after reading a
+// PROXY header, which it reports on headers.
+type echoBackend struct {
+	ln      net.Listener
+	headers chan *proxyproto.Header
+	wg      sync.WaitGroup
+}
+
+func newEchoBackend(t *testing.T, expectProxy bool) *echoBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &echoBackend{ln: ln, headers: make(chan *proxyproto.Header, 16)}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				defer c.Close()
+				var r io.Reader = c
+				if expectProxy {
+					br := bufio.NewReader(c)
+					h, err := proxyproto.Read(br)
+					if err != nil {
+						return
+					}
+					b.headers <- h
+					r = br
+				}
+				io.Copy(c, r)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
+	return b
+}
+
+func (b *echoBackend) backend() Backend {
+	return Backend{Network: "tcp", Address: b.ln.Addr().String()}
+}
+
+type testProxy struct {
+	*Server
+	addr   string
+	ca     *pkitest.CA
+	events chan *HandshakeEvent
+	served chan error
+}
+
+// startProxy serves o on 127.0.0.1:0 with a fresh CA and a localhost leaf,
+// unless o.TLS is set.
+func startProxy(t *testing.T, o Options) *testProxy {
+	t.Helper()
+	ca := pkitest.NewCA(t)
+	if o.TLS == nil {
+		leaf := ca.Leaf(pki.Options{})
+		cert := &tls.Certificate{Certificate: [][]byte{leaf.DER, ca.Intermediate.DER}, PrivateKey: leaf.Key}
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	}
+	if o.Name == "" {
+		o.Name = "test"
+	}
+	if o.Kind == "" {
+		o.Kind = KindTCP
+	}
+	events := make(chan *HandshakeEvent, 64)
+	if o.Observe == nil {
+		o.Observe = func(ev *HandshakeEvent) {
+			select {
+			case events <- ev:
+			default:
+			}
+		}
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testProxy{Server: s, addr: ln.Addr().String(), ca: ca, events: events, served: make(chan error, 1)}
+	go func() { p.served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-p.served
+	})
+	return p
+}
+
+func (p *testProxy) dial(t *testing.T, serverName string) *tls.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", p.addr, p.ca.ClientConfig(serverName))
+	if err != nil {
+		t.Fatalf("dial %s: %v", p.addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// roundTrip writes msg and reads back exactly as many bytes.
+func roundTrip(t *testing.T, c net.Conn, msg string) string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(buf)
+}
+
+// waitEvent returns the next handshake event or fails after a deadline.
+func (p *testProxy) waitEvent(t *testing.T) *HandshakeEvent {
+	t.Helper()
+	select {
+	case ev := <-p.events:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no handshake event within 10s")
+		return nil
+	}
+}
+
