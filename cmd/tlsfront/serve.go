@@ -35,10 +35,12 @@ type app struct {
 	// Hooks the setup functions fill in.
 	observers    []func(*proxy.HandshakeEvent)
 	onRefuse     []func(listener string, client netip.Addr, r *limits.Refusal)
-	tlsHooks     []func(*tls.Config)             // e.g. ALPN for ACME challenges
-	redirectWrap func(http.Handler) http.Handler // e.g. ACME HTTP-01
-	readyChecks  []func() error                  // all must pass for /readyz
-	tasks        []func(ctx context.Context)     // run until ctx ends; owned by serve
+	tlsHooks     []func(*tls.Config)                           // e.g. ALPN for ACME challenges
+	redirectWrap func(http.Handler) http.Handler               // e.g. ACME HTTP-01
+	readyChecks  []func() error                                // all must pass for /readyz
+	tasks        []func(ctx context.Context)                   // run until ctx ends; owned by serve
+	onReload     []func(id string, b *certs.Bundle, err error) // after every reload attempt
+	onACME       []func(event string, names []string, err error)
 
 	servers   []*proxy.Server
 	redirects []*proxy.Redirect
