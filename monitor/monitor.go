@@ -1,0 +1,639 @@
+package monitor
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Monitor. Zero values take the documented defaults.
+type Options struct {
+	// Log receives alert lines, failed-handshake lines and summaries.
+	Log *slog.Logger
+
+	// Certificates returns the certificates being served. It is called
+	// at scrape, status, probe and evaluation time, never on the
+	// handshake path.
+	Certificates func() []Certificate
+	// Listeners returns the TLS and redirect listeners, with their bound
+	// addresses once serving.
+	Listeners func() []Listener
+	// LimitStats, when set, returns the limiter's state for /status. It
+	// must be JSON-encodable.
+	LimitStats func() any
+
+	// ProbeTargets returns what to probe: for each TLS listener, the
+	// address an outside client dials and the server names to ask for.
+	// Nil disables the prober.
+	ProbeTargets func() []ProbeTarget
+	// ProbeRoots returns the trust store probes verify against, as the
+	// clients' own. A nil pool means the system roots. It is called once
+	// per probe round, so an updated bundle is picked up.
+	ProbeRoots func() (*x509.CertPool, error)
+	// ProbeInterval is the time between probe rounds; default 60 s.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe (dial and handshake); default 10 s.
+	ProbeTimeout time.Duration
+
+	// Alerts says where alerts go besides the log.
+	Alerts AlertOptions
+	// ExpiryWarn are the thresholds of time left before a served
+	// certificate (any element of its chain) expires at which an alert
+	// is raised; default 21 and 7 days.
+	ExpiryWarn []time.Duration
+	// FailureRatio is the share of all handshakes over the last five
+	// minutes that failures of one reason must reach to alert; default
+	// 0.1.
+	FailureRatio float64
+	// FailureMin is the number of failures of one reason over the window
+	// below which no ratio alert is raised; default 50.
+	FailureMin int
+	// RefusalSpike is the number of refusals by one limit over the window
+	// that raises an alert; default 100.
+	RefusalSpike int
+
+	// HandshakeLogBurst is how many failed handshakes per (reason,
+	// fingerprint) are logged each HandshakeLogPeriod before the rest are
+	// only counted and summarised; default 5 per minute.
+	HandshakeLogBurst  int
+	HandshakeLogPeriod time.Duration
+
+	// Now is the clock; nil means time.Now. A test seam.
+	Now func() time.Time
+}
+
+// Certificate is one served certificate, as the monitor sees it.
+type Certificate struct {
+	ID string
+	// Chain is the verified path, leaf first, up to and including the
+	// root; Chain[0] is the leaf.
+	Chain    []*x509.Certificate
+	CertFile string
+	KeyFile  string
+	// LoadedAt is when the files were last read successfully.
+	LoadedAt time.Time
+	// OCSP is the stapling state when known; empty shows as "n/a".
+	OCSP string
+}
+
+// Listener is one listener, as the status page shows it.
+type Listener struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Address is the bound address once serving, else the configured one.
+	Address string `json:"address"`
+}
+
+// Handshake is the outcome of one TLS handshake.
+type Handshake struct {
+	Listener string
+	Client   netip.AddrPort
+	// SNI is the server name the client asked for.
+	SNI string
+	// Version is the negotiated version; zero when the handshake failed.
+	Version uint16
+	// Offered are the versions the client's hello listed; nil without a
+	// hello.
+	Offered []uint16
+	// Err is nil on success.
+	Err error
+	// Reason classifies a failure; "other" when empty.
+	Reason string
+	// JA4 fingerprints the ClientHello; empty without a hello.
+	JA4      string
+	Duration time.Duration
+}
+
+// Monitor is tlsfront's self-reporting. Create it with New, feed it events,
+// serve its handlers, and run it with Run.
+type Monitor struct {
+	o       Options
+	log     *slog.Logger
+	now     func() time.Time
+	reg     *prometheus.Registry
+	met     *metrics
+	alerts  *alerter
+	trigger chan struct{}
+
+	// mu guards the fields below; the handshake path holds it briefly.
+	mu       sync.Mutex
+	win      window
+	topFP    *topK
+	hlog     handshakeLog
+	hsCount  map[hsKey]prometheus.Counter
+	failCnt  map[failKey]prometheus.Counter
+	reasons  map[string]bool
+	reloads  map[string]ReloadStatus
+	probes   map[probeKey]ProbeResult
+	probedAt time.Time
+	rounds   uint64
+}
+
+type hsKey struct {
+	listener string
+	version  uint16
+}
+
+type failKey struct {
+	listener, reason string
+	version          uint16
+}
+
+// ReloadStatus is the last reload result of one certificate.
+type ReloadStatus struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+}
+
+const (
+	fpCapacity  = 256 // fingerprints tracked since start
+	fpExported  = 20  // fingerprints exported as labels; the rest are "other"
+	maxCounters = 4096
+)
+
+// New checks o and returns a Monitor. It starts nothing: Run does.
+func New(o Options) (*Monitor, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Certificates == nil {
+		o.Certificates = func() []Certificate { return nil }
+	}
+	if o.Listeners == nil {
+		o.Listeners = func() []Listener { return nil }
+	}
+	if o.ProbeRoots == nil {
+		o.ProbeRoots = func() (*x509.CertPool, error) { return nil, nil }
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.ProbeInterval, 60*time.Second)
+	def(&o.ProbeTimeout, 10*time.Second)
+	def(&o.HandshakeLogPeriod, time.Minute)
+	if o.ExpiryWarn == nil {
+		o.ExpiryWarn = []time.Duration{21 * 24 * time.Hour, 7 * 24 * time.Hour}
+	}
+	if o.FailureRatio == 0 {
+		o.FailureRatio = 0.1
+	}
+	if o.FailureMin == 0 {
+		o.FailureMin = 50
+	}
+	if o.RefusalSpike == 0 {
+		o.RefusalSpike = 100
+	}
+	if o.HandshakeLogBurst == 0 {
+		o.HandshakeLogBurst = 5
+	}
+	var errs []error
+	if o.ProbeInterval < 0 || o.ProbeTimeout < 0 || o.HandshakeLogPeriod < 0 {
+		errs = append(errs, errors.New("probe interval, probe timeout and log period must not be negative"))
+	}
+	if o.FailureRatio < 0 || o.FailureRatio > 1 {
+		errs = append(errs, fmt.Errorf("failure ratio %v is not between 0 and 1", o.FailureRatio))
+	}
+	for _, d := range o.ExpiryWarn {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("expiry threshold %v must be positive", d))
+		}
+	}
+	o.ExpiryWarn = append([]time.Duration(nil), o.ExpiryWarn...)
+	sort.Slice(o.ExpiryWarn, func(i, j int) bool { return o.ExpiryWarn[i] > o.ExpiryWarn[j] })
+	al, err := newAlerter(o.Alerts, o.Log, o.Now)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	m := &Monitor{
+		o:       o,
+		log:     o.Log,
+		now:     o.Now,
+		reg:     prometheus.NewRegistry(),
+		alerts:  al,
+		trigger: make(chan struct{}, 1),
+		topFP:   newTopK(fpCapacity),
+		hsCount: map[hsKey]prometheus.Counter{},
+		failCnt: map[failKey]prometheus.Counter{},
+		reasons: map[string]bool{},
+		reloads: map[string]ReloadStatus{},
+		probes:  map[probeKey]ProbeResult{},
+	}
+	m.hlog.init(o.HandshakeLogBurst, o.HandshakeLogPeriod)
+	m.met = newMetrics(m)
+	if err := m.met.register(m.reg); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	al.met = m.met
+	return m, nil
+}
+
+// Registry returns the registry the Monitor's metrics are on, so that
+// other parts can add theirs to the same /metrics.
+func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
+
+// Handshake records one handshake. It is called from connection goroutines
+// for every handshake and must stay cheap: one short lock, counters, and a
+// log line only for failures under the per-kind budget.
+func (m *Monitor) Handshake(h *Handshake) {
+	now := m.now()
+	failed := h.Err != nil
+	reason := h.Reason
+	if failed && reason == "" {
+		reason = "other"
+	}
+	version := h.Version
+	if failed {
+		version = maxVersion(h.Offered)
+	}
+	ja4 := h.JA4
+	if ja4 == "" {
+		ja4 = "none"
+	}
+
+	var logIt bool
+	var summary *suppressed
+	m.mu.Lock()
+	b := m.win.at(now)
+	b.handshakes++
+	hc := m.unsyncedHandshakeCounter(h.Listener, version)
+	var fc prometheus.Counter
+	if failed {
+		if !m.reasons[reason] {
+			if len(m.reasons) >= maxReasons {
+				reason = "other"
+			}
+			m.reasons[reason] = true
+		}
+		b.fail(reason, ja4)
+		m.topFP.add(ja4, 1)
+		fc = m.unsyncedFailureCounter(h.Listener, reason, version)
+		logIt, summary = m.hlog.note(reason, ja4, now)
+	}
+	m.mu.Unlock()
+
+	hc.Inc()
+	if fc != nil {
+		fc.Inc()
+	}
+	if summary != nil {
+		m.logSuppressed(summary)
+	}
+	if logIt {
+		m.log.Info("handshake failed",
+			"listener", h.Listener, "reason", reason, "client", h.Client.String(), "sni", h.SNI,
+			"versions", versionList(h.Offered), "ja4", ja4, "took", h.Duration, "err", h.Err)
+	}
+}
+
+// unsyncedHandshakeCounter caches the labelled counter; the caller holds
+// m.mu. Caching skips the label hashing the vector would do per call.
+func (m *Monitor) unsyncedHandshakeCounter(listener string, v uint16) prometheus.Counter {
+	k := hsKey{listener, v}
+	c, ok := m.hsCount[k]
+	if !ok {
+		c = m.met.handshakes.WithLabelValues(listener, versionLabel(v))
+		if len(m.hsCount) < maxCounters {
+			m.hsCount[k] = c
+		}
+	}
+	return c
+}
+
+// unsyncedFailureCounter is unsyncedHandshakeCounter for failures; the
+// caller holds m.mu.
+func (m *Monitor) unsyncedFailureCounter(listener, reason string, v uint16) prometheus.Counter {
+	k := failKey{listener, reason, v}
+	c, ok := m.failCnt[k]
+	if !ok {
+		c = m.met.failures.WithLabelValues(listener, reason, versionLabel(v))
+		if len(m.failCnt) < maxCounters {
+			m.failCnt[k] = c
+		}
+	}
+	return c
+}
+
+// Refused records a connection turned away by the limit named limit.
+func (m *Monitor) Refused(listener, limit string) {
+	now := m.now()
+	m.mu.Lock()
+	m.win.at(now).refuse(limit)
+	m.mu.Unlock()
+	m.met.refusals.WithLabelValues(listener, limit).Inc()
+}
+
+// Reloaded records a reload attempt of certificate id; err is nil when the
+// new files are served. A failure raises an alert at once, a success
+// resolves it, and either triggers a probe round.
+func (m *Monitor) Reloaded(id string, err error) {
+	now := m.now()
+	st := ReloadStatus{At: now, OK: err == nil}
+	m.met.reloads.WithLabelValues(id).Inc()
+	if err != nil {
+		st.Error = err.Error()
+		m.met.reloadFailures.WithLabelValues(id).Inc()
+		m.alerts.raise(Alert{Key: "reload/" + id, Severity: "critical",
+			Summary: fmt.Sprintf("certificate %s failed to reload; the previous certificate is still served: %v", id, err),
+			Labels:  map[string]string{"certificate": id}})
+	} else {
+		m.alerts.resolve("reload/" + id)
+	}
+	m.mu.Lock()
+	m.reloads[id] = st
+	m.mu.Unlock()
+	m.TriggerProbe()
+}
+
+// ACME event names, as counted by tlsfront_acme_events_total. Others are
+// counted as "other".
+const (
+	ACMEObtaining = "obtaining"
+	ACMEObtained  = "obtained"
+	ACMEFailed    = "failed"
+	ACMERenewed   = "renewed"
+)
+
+// ACMEEvent records a certificate management event for names. A failure
+// raises an alert that the next success for the same names resolves.
+func (m *Monitor) ACMEEvent(event string, names []string, err error) {
+	name := strings.Join(names, ",")
+	label := event
+	switch event {
+	case ACMEObtaining, ACMEObtained, ACMEFailed, ACMERenewed:
+	default:
+		label = "other"
+	}
+	m.met.acme.WithLabelValues(label).Inc()
+	key := "acme/" + name
+	switch {
+	case event == ACMEFailed || err != nil:
+		m.alerts.raise(Alert{Key: key, Severity: "critical",
+			Summary: fmt.Sprintf("obtaining a certificate for %s failed: %v", name, err),
+			Labels:  map[string]string{"name": name}})
+	case event == ACMEObtained || event == ACMERenewed:
+		m.alerts.resolve(key)
+		m.TriggerProbe()
+	}
+}
+
+// ConnOpened counts a proxied connection opening. Its signature matches
+// proxy.Hooks.ConnOpened.
+func (m *Monitor) ConnOpened(listener string) {
+	m.met.open.WithLabelValues(listener).Inc()
+	m.met.conns.WithLabelValues(listener).Inc()
+}
+
+// ConnClosed counts a proxied connection closing with the bytes it carried.
+// Its signature matches proxy.Hooks.ConnClosed.
+func (m *Monitor) ConnClosed(listener string, fromClient, toClient int64) {
+	m.met.open.WithLabelValues(listener).Dec()
+	m.met.bytes.WithLabelValues(listener, "from_client").Add(float64(fromClient))
+	m.met.bytes.WithLabelValues(listener, "to_client").Add(float64(toClient))
+}
+
+// BackendDial records one backend connection attempt. Its signature
+// matches proxy.Hooks.BackendDial.
+func (m *Monitor) BackendDial(listener, backend string, took time.Duration, err error) {
+	m.met.dialSeconds.WithLabelValues(listener, backend).Observe(took.Seconds())
+	if err != nil {
+		m.met.dialErrors.WithLabelValues(listener, backend).Inc()
+	}
+}
+
+// TriggerProbe asks for a probe round soon, e.g. after a reload. It never
+// blocks; requests made while one is pending are merged.
+func (m *Monitor) TriggerProbe() {
+	select {
+	case m.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is nil unless the last probe round found a listener that clients
+// cannot complete a verified handshake with. It is a readiness check.
+func (m *Monitor) Ready() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, r := range sortedProbes(m.probes) {
+		if !r.OK {
+			errs = append(errs, fmt.Errorf("probe %s %s via %s: %s", r.Listener, r.Name, r.Address, r.Error))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run probes, evaluates alert conditions, delivers alerts and flushes log
+// summaries until ctx ends, then waits for what it started and returns.
+func (m *Monitor) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { m.alerts.run(ctx) })
+	defer wg.Wait()
+
+	evalEvery := min(bucketWidth, m.o.ProbeInterval)
+	eval := time.NewTicker(evalEvery)
+	defer eval.Stop()
+	flush := time.NewTicker(m.o.HandshakeLogPeriod)
+	defer flush.Stop()
+	var probeC <-chan time.Time
+	if m.o.ProbeTargets != nil {
+		probe := time.NewTicker(m.o.ProbeInterval)
+		defer probe.Stop()
+		probeC = probe.C
+		m.probeRound(ctx)
+	}
+	m.evaluate()
+	for {
+		select {
+		case <-ctx.Done():
+			m.flushLogs(true)
+			return
+		case <-probeC:
+			m.probeRound(ctx)
+			m.evaluate()
+		case <-m.trigger:
+			if m.o.ProbeTargets != nil {
+				m.probeRound(ctx)
+			}
+			m.evaluate()
+		case <-eval.C:
+			m.evaluate()
+		case <-flush.C:
+			m.flushLogs(false)
+		}
+	}
+}
+
+// evaluate raises and resolves the alerts that depend on state rather than
+// on one event: expiry, handshake failure ratios, refusal spikes.
+func (m *Monitor) evaluate() {
+	now := m.now()
+	m.evaluateExpiry(now)
+	m.mu.Lock()
+	s := m.win.summary(now, 5)
+	m.mu.Unlock()
+
+	active := map[string]Alert{}
+	for _, r := range s.Failures {
+		if r.Count < uint64(m.o.FailureMin) || r.Ratio < m.o.FailureRatio {
+			continue
+		}
+		var fps []string
+		for _, e := range r.TopFingerprints {
+			fps = append(fps, fmt.Sprintf("%s (%d)", e.Key, e.Count))
+		}
+		key := "handshake_failures/" + r.Reason
+		active[key] = Alert{Key: key, Severity: "warning",
+			Summary: fmt.Sprintf("%d of %d handshakes (%.0f%%) failed with reason %s in the last %s; top fingerprints: %s",
+				r.Count, s.Handshakes, 100*r.Ratio, r.Reason, windowSpan, joinOr(fps, "none")),
+			Labels: map[string]string{"reason": r.Reason}}
+	}
+	for _, l := range s.Refusals {
+		if l.Count < uint64(m.o.RefusalSpike) {
+			continue
+		}
+		key := "refusals/" + l.Limit
+		active[key] = Alert{Key: key, Severity: "warning",
+			Summary: fmt.Sprintf("limit %s refused %d connections in the last %s", l.Limit, l.Count, windowSpan),
+			Labels:  map[string]string{"limit": l.Limit}}
+	}
+	m.alerts.sync("handshake_failures/", active)
+	m.alerts.sync("refusals/", active)
+}
+
+func (m *Monitor) evaluateExpiry(now time.Time) {
+	active := map[string]Alert{}
+	for _, c := range m.o.Certificates() {
+		if len(c.Chain) == 0 {
+			continue
+		}
+		// The chain expires with its earliest element: an intermediate
+		// ending before the leaf breaks clients just the same.
+		first, pos := c.Chain[0], 0
+		for i, x := range c.Chain {
+			if x.NotAfter.Before(first.NotAfter) {
+				first, pos = x, i
+			}
+		}
+		left := first.NotAfter.Sub(now)
+		for i, thr := range m.o.ExpiryWarn {
+			if left >= thr {
+				continue
+			}
+			sev := "warning"
+			if i == len(m.o.ExpiryWarn)-1 {
+				sev = "critical"
+			}
+			what := "certificate"
+			if pos > 0 {
+				what = fmt.Sprintf("chain element %d (%s) of certificate", pos, first.Subject.CommonName)
+			}
+			key := fmt.Sprintf("expiry/%s/%s", c.ID, fmtDays(thr))
+			active[key] = Alert{Key: key, Severity: sev,
+				Summary: fmt.Sprintf("%s %s expires on %s, in %s (threshold %s); renew it",
+					what, c.ID, first.NotAfter.UTC().Format(time.RFC3339), fmtDays(left), fmtDays(thr)),
+				Labels: map[string]string{"certificate": c.ID}}
+		}
+	}
+	m.alerts.sync("expiry/", active)
+}
+
+func joinOr(s []string, empty string) string {
+	if len(s) == 0 {
+		return empty
+	}
+	out := s[0]
+	for _, x := range s[1:] {
+		out += ", " + x
+	}
+	return out
+}
+
+// fmtDays prints a duration in days when it is at least one.
+func fmtDays(d time.Duration) string {
+	if d >= 24*time.Hour || d <= -24*time.Hour {
+		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	}
+	return d.Round(time.Second).String()
+}
+
+// maxVersion is the highest known TLS version among offered, ignoring
+// GREASE values; zero when none.
+func maxVersion(offered []uint16) uint16 {
+	var v uint16
+	for _, o := range offered {
+		if o >= tls.VersionSSL30 && o <= tls.VersionTLS13 && o > v { //nolint:staticcheck // SSL 3.0 only named
+			v = o
+		}
+	}
+	return v
+}
+
+func versionLabel(v uint16) string {
+	switch v {
+	case 0:
+		return "none"
+	case tls.VersionTLS13:
+		return "tls1.3"
+	case tls.VersionTLS12:
+		return "tls1.2"
+	case tls.VersionTLS11:
+		return "tls1.1"
+	case tls.VersionTLS10:
+		return "tls1.0"
+	case tls.VersionSSL30: //nolint:staticcheck // only named
+		return "ssl3.0"
+	}
+	return "unknown"
+}
+
+func versionList(offered []uint16) string {
+	out := ""
+	for _, v := range offered {
+		if v < tls.VersionSSL30 || v > tls.VersionTLS13 { //nolint:staticcheck // GREASE and unknown values are noise
+			continue
+		}
+		if out != "" {
+			out += ","
+		}
+		out += versionLabel(v)
+	}
+	return out
+}
+
+func sortReasons(rs []ReasonSummary) {
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Count != rs[j].Count {
+			return rs[i].Count > rs[j].Count
+		}
+		return rs[i].Reason < rs[j].Reason
+	})
+}
+
+func sortLimits(ls []LimitSummary) {
+	sort.Slice(ls, func(i, j int) bool {
+		if ls[i].Count != ls[j].Count {
+			return ls[i].Count > ls[j].Count
+		}
+		return ls[i].Limit < ls[j].Limit
+	})
+}
