@@ -266,7 +266,11 @@ func (a *app) serve(ctx context.Context) error {
 		go func() { defer tasks.Done(); t(taskCtx) }()
 	}
 	a.serving.Store(true)
-	a.log.Info("tlsfront started", "version", version, "admin", a.cfg.Admin)
+	bound := map[string]string{}
+	for name, addr := range a.addrs {
+		bound[name] = addr.String()
+	}
+	a.log.Info("tlsfront started", "version", version, "admin", a.cfg.Admin, "listeners", bound)
 
 	var runErr error
 	select {
