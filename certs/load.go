@@ -2,6 +2,11 @@ package certs
 
 import (
 	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -15,7 +20,8 @@ import (
 
 // Source says where one certificate comes from.
 type Source struct {
-	// CertFile holds the leaf, optionally followed by intermediates.
+	// CertFile holds the leaf and optionally intermediates, in any order,
+	// as PEM (or DER / PKCS#7).
 	CertFile string
 	// KeyFile holds the private key. Empty means the key is in CertFile.
 	KeyFile string
@@ -24,10 +30,37 @@ type Source struct {
 	Names []string
 }
 
-// Verify says what a certificate is checked against.
+// Verify says what a certificate is checked against and how a chain that
+// lacks intermediates is completed. The zero value verifies against the
+// system roots and completes nothing from the network.
 type Verify struct {
 	// Roots is the trust store clients use. Nil means the system roots.
 	Roots *x509.CertPool
+	// RootsName names Roots in findings, e.g. the CA file; empty means
+	// "the system roots" (or "the trust store" when Roots is set).
+	RootsName string
+	// ExtraStores are further trust stores, by name, that some clients
+	// use (e.g. "old-android": what devices that no longer get updates
+	// trust). A chain they cannot verify is a warning naming the store,
+	// not an error.
+	ExtraStores map[string]*x509.CertPool
+	// BundleDir is a folder of PEM, DER or PKCS#7 files holding
+	// intermediates to complete chains with. Empty means none.
+	BundleDir string
+	// FetchAIA lets the doctor fetch a missing issuer from the caIssuers
+	// URL (Authority Information Access) of the certificate that lacks it.
+	FetchAIA bool
+	// Fetch gets the bytes at an AIA URL; nil means HTTPFetch. It is the
+	// seam tests use to take the network away.
+	Fetch FetchFunc
+	// FetchTimeout bounds one AIA fetch; zero means 10 seconds.
+	FetchTimeout time.Duration
+	// CacheDir keeps fetched intermediates, one file per URL, so that a
+	// restart needs no network. Empty means no disk cache.
+	CacheDir string
+	// ExpiryWarning is how long before the leaf expires a warning is
+	// given; zero means 21 days.
+	ExpiryWarning time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -37,6 +70,24 @@ func (v Verify) now() time.Time {
 		return v.Now()
 	}
 	return time.Now()
+}
+
+func (v Verify) expiryWarning() time.Duration {
+	if v.ExpiryWarning > 0 {
+		return v.ExpiryWarning
+	}
+	return 21 * 24 * time.Hour
+}
+
+func (v Verify) rootsName() string {
+	switch {
+	case v.RootsName != "":
+		return v.RootsName
+	case v.Roots == nil:
+		return "the system roots"
+	default:
+		return "the trust store"
+	}
 }
 
 // Bundle is a validated certificate, ready to serve.
@@ -51,8 +102,11 @@ type Bundle struct {
 	// root that anchors it.
 	Chain []*x509.Certificate
 	// Warnings are problems that do not stop clients from connecting, such
-	// as a key file readable by others.
+	// as a key file readable by others or a leaf that expires soon.
 	Warnings []string
+	// Diagnosis is the doctor's full report, including the repairs it made
+	// (reordering, completed intermediates, dropped certificates).
+	Diagnosis *Diagnosis
 	// LoadedAt is when the files were read.
 	LoadedAt time.Time
 }
@@ -79,21 +133,19 @@ var (
 )
 
 // LoadFile reads src and checks it against v. Only a certificate that clients
-// trusting v.Roots could connect to is returned.
+// trusting v.Roots could connect to is returned; its chain is ordered and
+// completed by the doctor (see Diagnose).
 func LoadFile(src Source, v Verify) (*Bundle, error) {
-	certPEM, err := os.ReadFile(src.CertFile)
+	return LoadFileContext(context.Background(), src, v)
+}
+
+// LoadFileContext is LoadFile with a context that bounds AIA fetches.
+func LoadFileContext(ctx context.Context, src Source, v Verify) (*Bundle, error) {
+	certData, keyData, keyFile, err := readSource(src)
 	if err != nil {
-		return nil, &FileError{src.CertFile, fmt.Errorf("read certificate: %w", err)}
+		return nil, err
 	}
-	keyFile := src.KeyFile
-	if keyFile == "" {
-		keyFile = src.CertFile
-	}
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
-		return nil, &FileError{keyFile, fmt.Errorf("read private key: %w", err)}
-	}
-	b, err := Parse(src, certPEM, keyPEM, v)
+	b, err := parse(ctx, src, certData, keyData, v)
 	if err != nil {
 		return nil, err
 	}
@@ -103,90 +155,183 @@ func LoadFile(src Source, v Verify) (*Bundle, error) {
 	return b, nil
 }
 
-// Parse checks PEM bytes as LoadFile does; src names the files in errors.
+// Parse checks certificate and key bytes as LoadFile does; src names the
+// files in errors.
 func Parse(src Source, certPEM, keyPEM []byte, v Verify) (*Bundle, error) {
+	return parse(context.Background(), src, certPEM, keyPEM, v)
+}
+
+func readSource(src Source) (certData, keyData []byte, keyFile string, err error) {
+	certData, err = os.ReadFile(src.CertFile)
+	if err != nil {
+		return nil, nil, "", &FileError{src.CertFile, fmt.Errorf("read certificate: %w", err)}
+	}
+	keyFile = src.KeyFile
+	if keyFile == "" {
+		return certData, certData, src.CertFile, nil
+	}
+	keyData, err = os.ReadFile(keyFile)
+	if err != nil {
+		return nil, nil, "", &FileError{keyFile, fmt.Errorf("read private key: %w", err)}
+	}
+	return certData, keyData, keyFile, nil
+}
+
+func parse(ctx context.Context, src Source, certData, keyData []byte, v Verify) (*Bundle, error) {
 	keyFile := src.KeyFile
 	if keyFile == "" {
 		keyFile = src.CertFile
 	}
-	certs, err := parseCertificates(certPEM)
+	list, err := parseBundle(certData)
 	if err != nil {
 		return nil, &FileError{src.CertFile, err}
 	}
-	keyDER, err := privateKeyBlock(keyPEM)
+	key, err := parsePrivateKey(keyData)
 	if err != nil {
 		return nil, &FileError{keyFile, err}
 	}
-	pair, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certs[0].Raw}), keyDER)
-	if err != nil {
-		if strings.Contains(err.Error(), "does not match") {
-			return nil, &FileError{keyFile, fmt.Errorf("%w in %s: the renewal probably wrote a new certificate but not its key (or the reverse); install the matching pair", ErrKeyMismatch, src.CertFile)}
-		}
-		return nil, &FileError{keyFile, fmt.Errorf("parse private key: %w", err)}
+	d := Diagnose(ctx, Input{Mode: ModeFile, Certs: list, Key: key, Names: src.Names, CertFile: src.CertFile, KeyFile: keyFile}, v)
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
-	leaf := certs[0]
-	now := v.now()
-	if now.After(leaf.NotAfter) {
-		return nil, &FileError{src.CertFile, fmt.Errorf("%w: %q expired on %s; renew it", ErrExpired, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))}
-	}
-	if now.Before(leaf.NotBefore) {
-		return nil, &FileError{src.CertFile, fmt.Errorf("%w: %q starts on %s; check the clock or wait", ErrNotYetValid, leaf.Subject.CommonName, leaf.NotBefore.UTC().Format(time.RFC3339))}
-	}
-	for _, name := range src.Names {
-		if err := leaf.VerifyHostname(name); err != nil {
-			return nil, &FileError{src.CertFile, fmt.Errorf("%w: %q is routed here but the certificate covers only %s", ErrNameMismatch, name, strings.Join(leafNames(leaf), ", "))}
-		}
-	}
-	served := []*x509.Certificate{leaf}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		if isSelfSigned(c) {
-			continue // a root in the served chain only costs bytes, or breaks old clients when it expires
-		}
-		served = append(served, c)
-		inter.AddCert(c)
-	}
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.Roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	if err != nil {
-		return nil, &FileError{src.CertFile, fmt.Errorf("%w: %v; add the missing intermediates to the file (leaf first) or trust its root", ErrUntrusted, err)}
-	}
-	out := &tls.Certificate{PrivateKey: pair.PrivateKey, Leaf: leaf}
-	for _, c := range served {
+	out := &tls.Certificate{PrivateKey: key, Leaf: d.leaf}
+	for _, c := range d.served {
 		out.Certificate = append(out.Certificate, c.Raw)
 	}
-	return &Bundle{Source: src, Cert: out, Leaf: leaf, Chain: chains[0], LoadedAt: now}, nil
+	b := &Bundle{Source: src, Cert: out, Leaf: d.leaf, Chain: d.path, Diagnosis: d, LoadedAt: v.now()}
+	for _, f := range d.Findings {
+		if f.Severity == SeverityWarn {
+			b.Warnings = append(b.Warnings, f.Message)
+		}
+	}
+	return b, nil
 }
 
-func parseCertificates(data []byte) ([]*x509.Certificate, error) {
+// Examine reads src and diagnoses it without stopping at the first
+// problem: every problem is a finding in the returned Diagnosis. A key is
+// optional here: without src.KeyFile the certificate file is searched for
+// one, and without any the key check is skipped. The error is non-nil only
+// when a file cannot be read or holds no certificate (a *FileError).
+func Examine(ctx context.Context, src Source, v Verify) (*Diagnosis, error) {
+	certData, err := os.ReadFile(src.CertFile)
+	if err != nil {
+		return nil, &FileError{src.CertFile, fmt.Errorf("read certificate: %w", err)}
+	}
+	list, err := parseBundle(certData)
+	if err != nil {
+		return nil, &FileError{src.CertFile, err}
+	}
+	in := Input{Mode: ModeFile, Certs: list, Names: src.Names, CertFile: src.CertFile}
+	switch {
+	case src.KeyFile != "":
+		keyData, err := os.ReadFile(src.KeyFile)
+		if err != nil {
+			return nil, &FileError{src.KeyFile, fmt.Errorf("read private key: %w", err)}
+		}
+		if in.Key, err = parsePrivateKey(keyData); err != nil {
+			return nil, &FileError{src.KeyFile, err}
+		}
+		in.KeyFile = src.KeyFile
+	case hasPrivateKeyBlock(certData):
+		if in.Key, err = parsePrivateKey(certData); err != nil {
+			return nil, &FileError{src.CertFile, err}
+		}
+		in.KeyFile = src.CertFile
+	}
+	d := Diagnose(ctx, in, v)
+	if in.KeyFile != "" {
+		if w := keyModeWarning(in.KeyFile); w != "" {
+			d.add(SeverityWarn, "%s", w)
+		}
+	}
+	return d, nil
+}
+
+// maxBundleBytes bounds what is parsed from one file or one AIA response.
+const maxBundleBytes = 1 << 20
+
+// parseBundle returns every certificate in data, in file order. It takes
+// PEM (CERTIFICATE and PKCS7 blocks, other blocks such as keys skipped),
+// DER (one or more concatenated certificates) and DER PKCS#7 (.p7c, as AIA
+// URLs often serve). A PEM block cut short fails the whole file: it is
+// usually a file read while it was being written, and serving what came
+// before it would drop intermediates.
+func parseBundle(data []byte) ([]*x509.Certificate, error) {
+	if len(data) > maxBundleBytes {
+		return nil, fmt.Errorf("%w: file is larger than %d bytes", ErrNoCertificate, maxBundleBytes)
+	}
+	if !bytes.Contains(data, []byte("-----BEGIN")) {
+		return parseDER(data)
+	}
 	var out []*x509.Certificate
+	var otherTypes []string
 	rest := data
-	for {
+	for n := 1; ; n++ {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
 			break
 		}
-		if block.Type != "CERTIFICATE" {
-			continue
+		switch block.Type {
+		case "CERTIFICATE":
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%w: PEM block %d: %w", ErrNoCertificate, n, err)
+			}
+			out = append(out, c)
+		case "PKCS7":
+			cs, err := parsePKCS7(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%w: PEM block %d: %w", ErrNoCertificate, n, err)
+			}
+			out = append(out, cs...)
+		default:
+			otherTypes = append(otherTypes, block.Type)
 		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
-		}
-		out = append(out, c)
+	}
+	if i := bytes.Index(rest, []byte("-----BEGIN")); i >= 0 {
+		return nil, fmt.Errorf("%w: a PEM block after certificate %d is cut short (truncated file, or read while being written?); write certificate files whole, e.g. to a temporary file then rename", ErrNoCertificate, len(out))
 	}
 	if len(out) == 0 {
-		if len(bytes.TrimSpace(data)) > 0 {
-			return nil, fmt.Errorf("%w: no complete PEM CERTIFICATE block (truncated or not PEM?)", ErrNoCertificate)
+		if len(otherTypes) > 0 {
+			return nil, fmt.Errorf("%w: no CERTIFICATE block, only %s (cert and key swapped?)", ErrNoCertificate, strings.Join(otherTypes, ", "))
 		}
-		return nil, fmt.Errorf("%w: the file is empty", ErrNoCertificate)
+		return nil, fmt.Errorf("%w: no complete PEM CERTIFICATE block (truncated or not PEM?)", ErrNoCertificate)
 	}
 	return out, nil
 }
 
-// privateKeyBlock returns the first private key PEM block so that a key file
-// holding the certificate too (a combined .pem) works.
-func privateKeyBlock(data []byte) ([]byte, error) {
+func parseDER(data []byte) ([]*x509.Certificate, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%w: the file is empty", ErrNoCertificate)
+	}
+	if cs, err := x509.ParseCertificates(data); err == nil && len(cs) > 0 {
+		return cs, nil
+	}
+	if cs, err := parsePKCS7(data); err == nil {
+		return cs, nil
+	}
+	return nil, fmt.Errorf("%w: neither PEM nor a DER certificate or PKCS#7 bundle", ErrNoCertificate)
+}
+
+func hasPrivateKeyBlock(data []byte) bool {
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return false
+		}
+		if strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			return true
+		}
+	}
+}
+
+// parsePrivateKey returns the first private key PEM block's key, so that a
+// key file holding the certificate too (a combined .pem) works. Errors
+// never quote the key.
+func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	rest := data
 	for {
 		var block *pem.Block
@@ -194,17 +339,34 @@ func privateKeyBlock(data []byte) ([]byte, error) {
 		if block == nil {
 			return nil, errors.New("no complete PEM PRIVATE KEY block (truncated, encrypted or not PEM?)")
 		}
-		if strings.HasSuffix(block.Type, "PRIVATE KEY") {
-			if x509.IsEncryptedPEMBlock(block) { //nolint:staticcheck // only to say so
-				return nil, errors.New("private key is encrypted; give tlsfront an unencrypted key")
-			}
-			return pem.EncodeToMemory(block), nil
+		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			continue
 		}
+		if x509.IsEncryptedPEMBlock(block) || block.Type == "ENCRYPTED PRIVATE KEY" { //nolint:staticcheck // only to say so
+			return nil, errors.New("private key is encrypted; give tlsfront an unencrypted key (mode 600)")
+		}
+		if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+			switch k := k.(type) {
+			case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+				return k.(crypto.Signer), nil
+			default:
+				return nil, fmt.Errorf("parse private key: unsupported key type %T", k)
+			}
+		}
+		if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+			return k, nil
+		}
+		if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+			return k, nil
+		}
+		return nil, fmt.Errorf("parse private key: %s block is not a PKCS#8, PKCS#1 or EC key", block.Type)
 	}
 }
 
 func isSelfSigned(c *x509.Certificate) bool {
-	return bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(c) == nil
+	// CheckSignature, not CheckSignatureFrom: a self-signed leaf without
+	// CA constraints is still self-signed.
+	return bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
 func leafNames(c *x509.Certificate) []string {
