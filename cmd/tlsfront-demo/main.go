@@ -115,6 +115,7 @@ Try it in another terminal:
 Press Ctrl-C to stop.
 `, b.Kind, files.root, mq, b.MQTT, ws, b.WS, admin)
 	if *check {
+		fmt.Fprintln(stdout, "--check: self-check passed, stopping")
 		return nil
 	}
 	select {
