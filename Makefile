@@ -1,0 +1,58 @@
+# tlsfront — a thin layer over the go tool. `make run` starts the demo,
+# `make test` runs every test.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/tlsfront
+FUZZTIME ?= 30s
+TEST_TIMEOUT ?= 30m
+
+.PHONY: build run test test-short lint fuzz bench bench-storm docker docker-check clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tlsfront
+
+# A local CA, a real MQTT broker (Mosquitto if installed, else an embedded
+# one) and tlsfront in front of it for mqtts and wss. Ctrl-C stops it.
+run: build
+	$(GO) run ./cmd/tlsfront-demo --bin $(BIN)
+
+# Every test, with the race detector. Tests that need Mosquitto or Pebble
+# skip locally when those are missing, and fail in CI (CI=true).
+test: lint
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Each native fuzz target for FUZZTIME.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+# tlsfront side by side with a direct connection, nginx and HAProxy.
+bench:
+	$(GO) run ./bench
+
+# A reconnect storm against a real broker, limits off and on.
+bench-storm:
+	$(GO) run ./bench/storm
+
+docker:
+	docker build --build-arg VERSION=$(VERSION) -t tlsfront:$(VERSION) .
+
+# What CI can check of the image without a Docker engine.
+docker-check:
+	bash .ci/docker-check.sh
+
+clean:
+	rm -rf bin
