@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// maxSymlinkHops bounds symlink chains, as the kernel does (ELOOP).
+const maxSymlinkHops = 40
+
+// fileWatch calls reload when the files behind paths change.
+//
+// It watches folders, never the files: renewals replace files rather than
+// write them (an atomic rename, certbot re-pointing live/ symlinks at
+// archive/, Kubernetes swapping the ..data symlink of a secret volume), and
+// a watch on a replaced file stays on the old inode. For each path it
+// watches the folder holding it and the folder of every symlink hop on the
+// way to the real file; after any event the set is worked out again, so a
+// symlink now pointing elsewhere moves the watch with it.
+//
+// Events start a quiet period (debounce); reload runs once nothing has
+// happened for that long, so that a certificate written before its key is
+// never read half-way. When reload says the files looked mid-update it
+// runs once more, final, after another quiet period.
+type fileWatch struct {
+	paths    []string
+	debounce time.Duration
+	log      *slog.Logger
+	// reload reloads everything; with final false it may hold back
+	// failures that look mid-update and ask for a retry.
+	reload func(final bool) (retry bool)
+}
+
+// run watches until ctx ends. It is a task of serve.
+func (w *fileWatch) run(ctx context.Context) {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		w.log.Error("file watch unavailable; reload with SIGHUP or POST /reload", "err", err)
+		return
+	}
+	defer fw.Close()
+	watched := map[string]bool{}
+	w.sync(fw, watched)
+	w.log.Debug("watching certificate files", "folders", slices.Sorted(maps.Keys(watched)))
+
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
+	retrying := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-fw.Events:
+			if !ok {
+				return
+			}
+			if w.log.Enabled(ctx, slog.LevelDebug) {
+				w.log.Debug("certificate folder changed", "path", ev.Name, "op", ev.Op.String())
+			}
+			w.sync(fw, watched)
+			retrying = false
+			quiet.Reset(w.debounce)
+		case err, ok := <-fw.Errors:
+			if !ok {
+				return
+			}
+			// Usually a queue overflow: events were lost, so reload to
+			// be sure.
+			w.log.Warn("file watch error; reloading to be sure", "err", err)
+			w.sync(fw, watched)
+			quiet.Reset(w.debounce)
+		case <-quiet.C:
+			if w.reload(retrying) && !retrying {
+				retrying = true
+				quiet.Reset(w.debounce)
+				continue
+			}
+			retrying = false
+		}
+	}
+}
+
+// sync makes fw watch exactly the folders paths resolve through now.
+func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
+	want := map[string]bool{}
+	for _, p := range w.paths {
+		for _, d := range watchDirs(p) {
+			want[d] = true
+		}
+	}
+	for d := range watched {
+		if !want[d] {
+			// The folder may be gone already (an old Kubernetes
+			// ..timestamp folder); then the watch went with it.
+			fw.Remove(d)
+			delete(watched, d)
+		}
+	}
+	for d := range want {
+		if watched[d] {
+			continue
+		}
+		if err := fw.Add(d); err != nil {
+			// Retried on the next event in a folder that is watched.
+			w.log.Warn("cannot watch certificate folder", "folder", d, "err", err)
+			continue
+		}
+		watched[d] = true
+	}
+}
+
+// watchDirs returns the real folders whose changes can change what path
+// resolves to: the one holding path and, for each symlink hop, the one
+// holding its target. Symlinks higher up, on the folders themselves, are
+// resolved but not followed for changes.
+func watchDirs(path string) []string {
+	var out []string
+	cur, err := filepath.Abs(path)
+	if err != nil {
+		return nil
+	}
+	for range maxSymlinkHops {
+		dir := filepath.Dir(cur)
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = real
+		}
+		if !slices.Contains(out, dir) {
+			out = append(out, dir)
+		}
+		fi, err := os.Lstat(cur)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(cur)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(target) {
+			// Relative to where the link really is, as the kernel
+			// resolves it.
+			target = filepath.Join(dir, target)
+		}
+		cur = target
+	}
+	return out
+}
