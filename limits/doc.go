@@ -2,4 +2,47 @@
 // rates and concurrency, a penalty box for clients whose handshakes keep
 // failing, and a shield in front of the backend. It knows nothing of TLS or
 // of any wire protocol; the proxy asks it and acts on the answer.
+//
+// The proxy's questions, in the order a connection meets them:
+//
+//   - AcquireSlot, before Accept: a global cap on open connections
+//     (max_conns). When full, accepting pauses and new connections wait
+//     in the kernel's backlog, not in memory.
+//   - Admit, before the TLS handshake: the client's penalty box
+//     (penalty), its open connections (client_conns), its rate of new
+//     connections (client_rate), then the global cap on handshakes in
+//     flight (handshakes, refused with Busy). A refusal here costs no
+//     crypto; the proxy closes the socket, after Refusal.Delay if set.
+//     Ticket.Handshake feeds the penalty box; Ticket.Close ends the
+//     connection's claim.
+//   - AdmitClientID, after an MQTT CONNECT is read: the rate of CONNECTs
+//     per client ID (client_id_rate).
+//   - Backend, before dialling the backend: the circuit breaker
+//     (backend_down) and the pace of new backend connections
+//     (backend_rate). done(dialErr) feeds the breaker.
+//
+// A client is an IPv4 address or an IPv6 /64 (IPv4-mapped addresses count
+// as IPv4).
+//
+// # Memory
+//
+// Per-client state lives in 64 shards under a global cap of
+// Config.MaxClients entries, in pointer-free slabs (about 125 bytes a client; see
+// BenchmarkMemory). An entry expires once it holds nothing a fresh one
+// would not (no open connections, a full rate bucket, no failures or box
+// to remember); expired entries are dropped as new clients arrive and by
+// Run's periodic sweep.
+//
+// At the cap the least recently seen client without open connections is
+// forgotten (counted in Stats.EvictedClients). We chose eviction over
+// refusing or pooling new clients because a storm from many addresses
+// must not lock out legitimate newcomers: the clients that lose their
+// state are the ones that have been quiet longest, while a client
+// retrying in a loop keeps its state fresh and stays tracked. The cost is
+// that an attacker with more than MaxClients addresses can make idle
+// clients' history (a penalty box not yet expired) be forgotten. Clients
+// with open connections are never evicted, so their connection counts stay
+// right; if the newcomer's shard holds only such clients, it is admitted on
+// the global limits alone (Stats.UntrackedAdmits). Keeping MaxClients above
+// MaxConns makes that all but impossible.
 package limits

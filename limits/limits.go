@@ -2,61 +2,595 @@ package limits
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/netip"
+	"hash/maphash"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
+// Limit names, the fixed set a Refusal's Limit and Stats.Refused use.
+const (
+	// LimitClientRate: the client opened new connections faster than
+	// Config.ClientRate (beyond Config.ClientBurst).
+	LimitClientRate = "client_rate"
+	// LimitClientConns: the client already holds Config.ClientMaxConns
+	// connections.
+	LimitClientConns = "client_conns"
+	// LimitPenalty: the client is in the penalty box after repeated
+	// handshake failures.
+	LimitPenalty = "penalty"
+	// LimitMaxConns counts the times the accept loop paused because
+	// Config.MaxConns connections were open. Nobody is refused by it: the
+	// kernel's backlog holds the waiting connections.
+	LimitMaxConns = "max_conns"
+	// LimitHandshakes: Config.MaxHandshakes handshakes were in flight.
+	LimitHandshakes = "handshakes"
+	// LimitBackendRate: the backend pacing's waiting room was full, or the
+	// wait would have exceeded Config.BackendWait.
+	LimitBackendRate = "backend_rate"
+	// LimitBackendDown: the circuit breaker is open after repeated dial
+	// failures.
+	LimitBackendDown = "backend_down"
+	// LimitClientIDRate: an MQTT client ID sent CONNECTs faster than
+	// Config.ClientIDRate.
+	LimitClientIDRate = "client_id_rate"
+)
+
+type limitID int
+
+const (
+	idClientRate limitID = iota
+	idClientConns
+	idPenalty
+	idMaxConns
+	idHandshakes
+	idBackendRate
+	idBackendDown
+	idClientIDRate
+	numLimits
+)
+
+var limitNames = [numLimits]string{
+	LimitClientRate, LimitClientConns, LimitPenalty, LimitMaxConns,
+	LimitHandshakes, LimitBackendRate, LimitBackendDown, LimitClientIDRate,
+}
+
+// LimitNames returns every limit name, in a fixed order.
+func LimitNames() []string { return append([]string(nil), limitNames[:]...) }
+
 // Refusal says why a connection was turned away. It is an error.
 type Refusal struct {
-	// Limit names the limit that refused, e.g. "client_rate".
+	// Limit names the limit that refused: one of the Limit constants.
 	Limit string
-	// RetryAfter is a hint for answers that carry one (HTTP Retry-After).
+	// RetryAfter is a hint for answers that carry one (HTTP Retry-After):
+	// roughly when trying again could succeed.
 	RetryAfter time.Duration
 	// Delay is how long to hold the socket before closing it, which slows
-	// a hot retry loop. Bounded by the limiter.
+	// a hot retry loop. Bounded by the limiter: zero once
+	// Config.MaxDelayed sockets are already being held.
 	Delay time.Duration
 	// Busy is true when the refusal is about load (server busy) rather
-	// than about this client's own rate.
+	// than about this client's own behaviour.
 	Busy bool
 }
 
 func (r *Refusal) Error() string { return fmt.Sprintf("refused by limit %s", r.Limit) }
 
-// Config holds every limit. The zero value limits nothing.
-type Config struct{}
+// Config holds every limit. The zero value limits nothing; each limit is
+// off while its main field is zero. DefaultConfig returns recommended
+// values.
+type Config struct {
+	// ClientRate is new connections per second allowed from one client
+	// (an IPv4 address or an IPv6 /64), with bursts of ClientBurst
+	// (0 means ceil(ClientRate)). It is checked before the TLS handshake.
+	ClientRate  float64
+	ClientBurst int
+	// ClientMaxConns caps the connections one client holds open at once.
+	ClientMaxConns int
+	// PenaltyFailures handshake failures within PenaltyWindow put a
+	// client in the penalty box for PenaltyBase. A client that fails again
+	// soon after its release goes back in for twice as long, up to
+	// PenaltyMax; a successful handshake ends the doubling. Zero
+	// durations default to 1m, 10s and 16×PenaltyBase.
+	PenaltyFailures int
+	PenaltyWindow   time.Duration
+	PenaltyBase     time.Duration
+	PenaltyMax      time.Duration
+	// MaxClients caps how many clients (and, separately, MQTT client IDs)
+	// are tracked for per-client limits; 0 means 100000, at least 64.
+	// At the cap the least recently seen idle client is forgotten; see
+	// the package documentation.
+	MaxClients int
+
+	// MaxConns caps open connections on all listeners; when reached, the
+	// proxy stops accepting until one closes.
+	MaxConns int
+	// MaxHandshakes caps TLS handshakes in flight, which is what costs
+	// CPU; beyond it new connections are refused with Busy set.
+	MaxHandshakes int
+	// RefusalDelay holds a socket refused before its handshake open for
+	// between half of this and this long before it is closed, which slows
+	// clients that retry in a tight loop. At most MaxDelayed sockets are
+	// held at once (0 means 1024); beyond that, refused sockets are
+	// closed at once.
+	RefusalDelay time.Duration
+	MaxDelayed   int
+
+	// BackendRate paces new backend connections to this many per second,
+	// per backend. A caller waits for its turn in a waiting room of at
+	// most BackendQueue callers (0 means no other bound), and is refused
+	// at once instead if its wait would exceed BackendWait (0 means 1s).
+	BackendRate  int
+	BackendWait  time.Duration
+	BackendQueue int
+	// BreakerFailures consecutive failed backend dials open the circuit
+	// breaker: backend connections are refused at once for
+	// BreakerCooldown (0 means 5s), then one trial dial is let through,
+	// whose result closes or reopens it.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+
+	// ClientIDRate is MQTT CONNECTs per second allowed for one client ID,
+	// with bursts of ClientIDBurst (0 means ceil(ClientIDRate)). It stops
+	// two devices sharing an ID from knocking each other off in a loop.
+	ClientIDRate  float64
+	ClientIDBurst int
+}
+
+// DefaultConfig returns the recommended limits. They are meant to be
+// invisible to well-behaved clients, including many devices behind one
+// NAT address, while making a retry storm cheap to turn away:
+//
+//   - 20 new connections per second per client, bursts of 40: a device
+//     connects once per session; 20/s sustained is 72000 connections an
+//     hour from one address.
+//   - 1000 open connections per client: room for a large NAT, while one
+//     host cannot hold every descriptor.
+//   - penalty box after 20 failed handshakes in a minute, for 10s doubling
+//     to 5m: a client that can never complete a handshake (an old TLS
+//     stack, a wrong CA) stops costing CPU, and a NAT with one broken
+//     device is boxed only briefly since any success ends the doubling.
+//   - MaxConns from the descriptor limit (SuggestedMaxConns): past it
+//     accept would fail anyway.
+//   - 256 handshakes in flight per CPU, at least 512: several times what
+//     a core completes in a round trip, so only a flood is refused.
+//   - refused sockets held 0.5–1s, at most 1024 at once.
+//   - backend paced to 1000 new connections/s with a 1s wait budget and a
+//     waiting room of 1000; the breaker opens after 5 consecutive dial
+//     failures for 5s. Normal reconnects stay far below that pace; after a
+//     broker restart it spreads the herd.
+//   - an MQTT client ID may CONNECT once a second, bursts of 5.
+//   - up to 100000 clients tracked (about 12 MB; see BenchmarkMemory).
+func DefaultConfig() Config {
+	return Config{
+		ClientRate:      20,
+		ClientBurst:     40,
+		ClientMaxConns:  1000,
+		PenaltyFailures: 20,
+		PenaltyWindow:   time.Minute,
+		PenaltyBase:     10 * time.Second,
+		PenaltyMax:      5 * time.Minute,
+		MaxClients:      100000,
+		MaxConns:        SuggestedMaxConns(),
+		MaxHandshakes:   max(512, 256*runtime.GOMAXPROCS(0)),
+		RefusalDelay:    time.Second,
+		MaxDelayed:      1024,
+		BackendRate:     1000,
+		BackendWait:     time.Second,
+		BackendQueue:    1000,
+		BreakerFailures: 5,
+		BreakerCooldown: 5 * time.Second,
+		ClientIDRate:    1,
+		ClientIDBurst:   5,
+	}
+}
 
 // Limiter decides admission. A nil *Limiter admits everything.
 //
-// Limiter is safe for concurrent use.
-type Limiter struct{}
+// Limiter is safe for concurrent use. Its state is bounded in memory by
+// Config.MaxClients; Run, if started, frees the state of idle clients
+// sooner.
+type Limiter struct {
+	cfg Config
 
-// New returns a Limiter for cfg.
-func New(cfg Config) (*Limiter, error) { return &Limiter{}, nil }
+	// now is the clock; tests replace it. Times inside are nanoseconds
+	// since epoch, on the monotonic clock when now is time.Now.
+	now   func() time.Time
+	epoch time.Time
+
+	perClient bool
+	clients   *table[clientKey, clientState]
+	ids       *table[uint64, idState]
+	idSeed    maphash.Seed
+
+	clientT    int64 // ns between client connections (GCRA interval)
+	clientTau  int64 // GCRA tolerance: (burst-1) intervals
+	idT, idTau int64
+	baseTTL    int64 // an entry unused this long may have expired
+
+	slots      chan struct{} // global connection slots; nil if unlimited
+	open       atomic.Int64
+	handshakes atomic.Int64
+	delayed    delayRing
+	untracked  atomic.Uint64
+
+	backendMu sync.RWMutex
+	backends  map[string]*shield
+	newPacer  func(rate int) pacer // test seam for go.uber.org/ratelimit's clock
+
+	refused [numLimits]atomic.Uint64
+}
+
+// maxBackends bounds the per-backend shields kept; names beyond it share
+// the unnamed one.
+const maxBackends = 256
+
+// New returns a Limiter for cfg. It fails on negative values.
+func New(cfg Config) (*Limiter, error) { return newLimiter(cfg, time.Now, nil) }
+
+func newLimiter(cfg Config, now func() time.Time, newPacer func(int) pacer) (*Limiter, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	l := &Limiter{cfg: cfg, now: now, epoch: now(), backends: map[string]*shield{}, newPacer: newPacer, idSeed: maphash.MakeSeed()}
+	if l.newPacer == nil {
+		l.newPacer = newRatePacer
+	}
+	seed := rand.Uint64()
+	l.perClient = cfg.ClientRate > 0 || cfg.ClientMaxConns > 0 || cfg.PenaltyFailures > 0
+	if l.perClient {
+		l.clients = newTable[clientKey, clientState](cfg.MaxClients, hashClientKey(seed))
+	}
+	if cfg.ClientRate > 0 {
+		l.clientT = int64(float64(time.Second) / cfg.ClientRate)
+		l.clientTau = int64(cfg.ClientBurst-1) * l.clientT
+	}
+	if cfg.ClientIDRate > 0 {
+		l.ids = newTable[uint64, idState](cfg.MaxClients, hashID(seed))
+		l.idT = int64(float64(time.Second) / cfg.ClientIDRate)
+		l.idTau = int64(cfg.ClientIDBurst-1) * l.idT
+	}
+	l.baseTTL = max(l.clientTau+l.clientT, int64(cfg.PenaltyWindow))
+	if cfg.MaxConns > 0 {
+		l.slots = make(chan struct{}, cfg.MaxConns)
+	}
+	if cfg.RefusalDelay > 0 {
+		l.delayed.until = make([]int64, cfg.MaxDelayed)
+	}
+	l.backends[""] = l.newShield("")
+	return l, nil
+}
+
+func (c Config) check() error {
+	var errs []error
+	neg := func(name string, bad bool) {
+		if bad {
+			errs = append(errs, fmt.Errorf("limits: %s must not be negative", name))
+		}
+	}
+	neg("ClientRate", c.ClientRate < 0)
+	neg("ClientBurst", c.ClientBurst < 0)
+	neg("ClientMaxConns", c.ClientMaxConns < 0)
+	neg("PenaltyFailures", c.PenaltyFailures < 0)
+	neg("PenaltyWindow", c.PenaltyWindow < 0)
+	neg("PenaltyBase", c.PenaltyBase < 0)
+	neg("PenaltyMax", c.PenaltyMax < 0)
+	neg("MaxClients", c.MaxClients < 0)
+	neg("MaxConns", c.MaxConns < 0)
+	neg("MaxHandshakes", c.MaxHandshakes < 0)
+	neg("RefusalDelay", c.RefusalDelay < 0)
+	neg("MaxDelayed", c.MaxDelayed < 0)
+	neg("BackendRate", c.BackendRate < 0)
+	neg("BackendWait", c.BackendWait < 0)
+	neg("BackendQueue", c.BackendQueue < 0)
+	neg("BreakerFailures", c.BreakerFailures < 0)
+	neg("BreakerCooldown", c.BreakerCooldown < 0)
+	neg("ClientIDRate", c.ClientIDRate < 0)
+	neg("ClientIDBurst", c.ClientIDBurst < 0)
+	if c.PenaltyMax > 0 && c.PenaltyBase > c.PenaltyMax {
+		errs = append(errs, fmt.Errorf("limits: PenaltyBase %v is longer than PenaltyMax %v", c.PenaltyBase, c.PenaltyMax))
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills the secondary fields a switched-on limit needs.
+func (c Config) withDefaults() Config {
+	burst := func(b int, rate float64) int {
+		if b > 0 {
+			return b
+		}
+		return max(1, int(rate+0.999999))
+	}
+	c.ClientBurst = burst(c.ClientBurst, c.ClientRate)
+	c.ClientIDBurst = burst(c.ClientIDBurst, c.ClientIDRate)
+	if c.MaxClients == 0 {
+		c.MaxClients = 100000
+	}
+	c.MaxClients = max(c.MaxClients, minSize)
+	if c.PenaltyWindow == 0 {
+		c.PenaltyWindow = time.Minute
+	}
+	if c.PenaltyBase == 0 {
+		c.PenaltyBase = 10 * time.Second
+	}
+	if c.PenaltyMax == 0 {
+		c.PenaltyMax = 16 * c.PenaltyBase
+	}
+	if c.MaxDelayed == 0 {
+		c.MaxDelayed = 1024
+	}
+	if c.BackendWait == 0 {
+		c.BackendWait = time.Second
+	}
+	if c.BreakerCooldown == 0 {
+		c.BreakerCooldown = 5 * time.Second
+	}
+	return c
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (l *Limiter) Config() Config {
+	if l == nil {
+		return Config{}
+	}
+	return l.cfg
+}
+
+func (l *Limiter) nanotime() int64 { return int64(l.now().Sub(l.epoch)) }
+
+func noop() {}
 
 // AcquireSlot blocks until a global connection slot is free or ctx ends. The
 // proxy calls it before Accept, so that when full it stops accepting
-// instead of queueing without bound.
+// instead of queueing without bound. release must be called exactly once.
 func (l *Limiter) AcquireSlot(ctx context.Context) (release func(), err error) {
-	return func() {}, nil
+	if l == nil {
+		return noop, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if l.slots != nil {
+		select {
+		case l.slots <- struct{}{}:
+		default:
+			l.refused[idMaxConns].Add(1)
+			select {
+			case l.slots <- struct{}{}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	l.open.Add(1)
+	return l.releaseSlot, nil
 }
 
-// Ticket is an admitted connection. Close must be called once when the
-// connection ends.
-type Ticket struct{}
+func (l *Limiter) releaseSlot() {
+	l.open.Add(-1)
+	if l.slots != nil {
+		<-l.slots
+	}
+}
 
-// Admit decides whether a new connection from client may go on to its TLS
-// handshake. It costs no crypto and does not block.
-func (l *Limiter) Admit(client netip.Addr) (*Ticket, *Refusal) { return &Ticket{}, nil }
+// refuse counts a refusal by limit id and builds it. Refusals before the
+// handshake get a bounded delay.
+func (l *Limiter) refuse(id limitID, retryAfter time.Duration, now int64, delay bool) *Refusal {
+	l.refused[id].Add(1)
+	r := &Refusal{Limit: limitNames[id], RetryAfter: retryAfter}
+	switch id {
+	case idHandshakes, idBackendRate:
+		r.Busy = true
+	}
+	if delay && l.cfg.RefusalDelay > 0 && l.delayed.take(now, int64(l.cfg.RefusalDelay)) {
+		// Jitter so that a herd refused together does not return together.
+		d := int64(l.cfg.RefusalDelay)
+		r.Delay = time.Duration(d/2 + rand.Int64N(d/2+1))
+	}
+	return r
+}
 
-// Handshake reports how the connection's handshake ended.
-func (t *Ticket) Handshake(ok bool) {}
+// delayRing tracks when each held refused socket is released, to cap how
+// many are held at once. Every hold is recorded as lasting the full
+// RefusalDelay, so release times are in order and the ring stays sorted.
+type delayRing struct {
+	mu      sync.Mutex
+	until   []int64
+	head, n int
+}
 
-// Close releases what the ticket holds.
-func (t *Ticket) Close() {}
+// take reserves a hold starting at now, or reports false when the ring is
+// full of holds that have not ended yet.
+func (d *delayRing) take(now, delay int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.n > 0 && d.until[d.head] <= now {
+		d.head = (d.head + 1) % len(d.until)
+		d.n--
+	}
+	if d.n == len(d.until) {
+		return false
+	}
+	d.until[(d.head+d.n)%len(d.until)] = now + delay
+	d.n++
+	return true
+}
 
-// Backend asks to open a connection to the backend for client. On success,
-// done must be called with the dial's result.
-func (l *Limiter) Backend(ctx context.Context, client netip.Addr) (done func(dialErr error), refused *Refusal) {
-	return func(error) {}, nil
+func (d *delayRing) held(now int64) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for i := 0; i < d.n; i++ {
+		if d.until[(d.head+i)%len(d.until)] > now {
+			n++
+		}
+	}
+	return n
+}
+
+// Run frees the state of idle clients every sweepInterval until ctx ends.
+// It is optional: without it memory stays bounded by Config.MaxClients,
+// and entries are reclaimed as new clients arrive.
+func (l *Limiter) Run(ctx context.Context) {
+	if l == nil || (l.clients == nil && l.ids == nil) {
+		return
+	}
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.sweep()
+		}
+	}
+}
+
+const sweepInterval = 10 * time.Second
+
+// sweep removes the state of clients and client IDs that have expired.
+func (l *Limiter) sweep() (removed int) {
+	now := l.nanotime()
+	if l.clients != nil {
+		removed += l.clients.sweep(
+			func(c *clientState) bool { return c.lastSeen < now-l.baseTTL },
+			func(c *clientState) bool { return l.clientExpired(c, now) })
+	}
+	if l.ids != nil {
+		removed += l.ids.sweep(
+			func(e *idState) bool { return e.tat <= now },
+			func(e *idState) bool { return e.tat <= now })
+	}
+	return removed
+}
+
+// Stats is a snapshot of the limiter's counters and state.
+type Stats struct {
+	// Refused counts refusals by limit name, every name present. For
+	// max_conns it counts pauses of the accept loop.
+	Refused map[string]uint64
+	// TrackedClients and TrackedClientIDs are entries held for per-client
+	// and per-client-ID limits; each stays at most Config.MaxClients.
+	TrackedClients   int
+	TrackedClientIDs int
+	// EvictedClients counts clients forgotten at the cap before their
+	// state expired; a high rate means MaxClients is too small for the
+	// traffic (or a storm from many addresses is under way).
+	EvictedClients uint64
+	// UntrackedAdmits counts connections admitted without per-client
+	// limits because every tracked client had connections open.
+	UntrackedAdmits    uint64
+	HandshakesInFlight int64
+	OpenConns          int64
+	// DelayedSockets is how many refused sockets are being held.
+	DelayedSockets int
+	// Breaker is the state of the default backend's circuit breaker:
+	// "closed", "open" or "half_open".
+	Breaker  string
+	Backends []BackendStats
+}
+
+// BackendStats is the shield of one backend.
+type BackendStats struct {
+	// Name is the backend as given to BackendFor; "" for Backend.
+	Name    string
+	Breaker string
+	// Waiting is how many callers are in the pacing waiting room.
+	Waiting int64
+}
+
+// Stats returns a snapshot. It is safe to call at any time; on a nil
+// Limiter it returns zero counts.
+func (l *Limiter) Stats() Stats {
+	s := Stats{Refused: make(map[string]uint64, numLimits), Breaker: "closed"}
+	for i, n := range limitNames {
+		if l != nil {
+			s.Refused[n] = l.refused[i].Load()
+		} else {
+			s.Refused[n] = 0
+		}
+	}
+	if l == nil {
+		return s
+	}
+	if l.clients != nil {
+		s.TrackedClients = int(l.clients.count.Load())
+		s.EvictedClients = l.clients.evicted.Load()
+	}
+	if l.ids != nil {
+		s.TrackedClientIDs = int(l.ids.count.Load())
+	}
+	s.UntrackedAdmits = l.untracked.Load()
+	s.HandshakesInFlight = l.handshakes.Load()
+	s.OpenConns = l.open.Load()
+	if l.cfg.RefusalDelay > 0 {
+		s.DelayedSockets = l.delayed.held(l.nanotime())
+	}
+	now := l.nanotime()
+	l.backendMu.RLock()
+	for _, b := range l.backends {
+		s.Backends = append(s.Backends, BackendStats{Name: b.name, Breaker: b.state(now), Waiting: b.waiting.Load()})
+	}
+	l.backendMu.RUnlock()
+	sortBackends(s.Backends)
+	for _, b := range s.Backends {
+		if b.Name == "" {
+			s.Breaker = b.Breaker
+		}
+	}
+	return s
+}
+
+// AdmitClientID decides whether an MQTT CONNECT with client ID id may go
+// on, by the per-ID rate. An empty ID (the broker assigns one) is never
+// limited. It does not block.
+func (l *Limiter) AdmitClientID(id string) *Refusal {
+	if l == nil || l.ids == nil || id == "" {
+		return nil
+	}
+	// Only a hash is kept: IDs are client-chosen and may be long.
+	k := maphash.String(l.idSeed, id)
+	now := l.nanotime()
+	s := l.ids.shardFor(k)
+	s.mu.Lock()
+	idx, _ := s.unsyncedGet(k, func(e *idState) bool { return e.tat <= now })
+	if idx == noSlot {
+		// Every ID entry is pinned, which cannot happen as none ever is;
+		// admit rather than guess.
+		s.mu.Unlock()
+		return nil
+	}
+	e := &s.slots[idx].e
+	wait, ok := gcra(&e.tat, now, l.idT, l.idTau)
+	s.unsyncedTouch(idx)
+	s.mu.Unlock()
+	if !ok {
+		return l.refuse(idClientIDRate, time.Duration(wait), now, false)
+	}
+	return nil
+}
+
+// idState is what is kept per MQTT client ID.
+type idState struct {
+	tat int64 // GCRA theoretical arrival time
+}
+
+// gcra is the generic cell rate algorithm, a token bucket kept as one
+// number: tat is when the bucket would be full again. A request at now
+// conforms when tat-now is within tau (burst-1 intervals of t); it then
+// moves tat one interval on. Otherwise wait is how long until it would
+// conform.
+func gcra(tat *int64, now, t, tau int64) (wait int64, ok bool) {
+	at := max(*tat, now)
+	if at-now > tau {
+		return at - now - tau, false
+	}
+	*tat = at + t
+	return 0, true
 }
