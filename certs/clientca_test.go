@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -198,4 +199,18 @@ func TestClientCAsUnreadable(t *testing.T) {
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ClientCAs adds client certificate verification to a listener's
+// configuration; Reload swaps the CA bundle for the next handshakes.
+func ExampleClientCAs() {
+	cas := NewClientCAs(true)
+	_, n, err := cas.Reload("/etc/tlsfront/client-cas.pem")
+	if err != nil {
+		fmt.Println("not starting:", err)
+		return
+	}
+	fmt.Println(n, "client CAs")
+	cfg := &tls.Config{ /* GetCertificate: store.GetCertificate, ... */ }
+	cas.Configure(cfg)
 }

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,5 +148,22 @@ func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A renewal hook or file watch calls Reload; the previous certificate
+// keeps serving unless the new one passes every check.
+func ExampleReloader() {
+	store := NewStore()
+	r := NewReloader(store)
+	src := Source{CertFile: "/etc/letsencrypt/live/mqtt.example.com/fullchain.pem", KeyFile: "/etc/letsencrypt/live/mqtt.example.com/privkey.pem", Names: []string{"mqtt.example.com"}}
+	b, outcome, err := r.Reload("mqtt", src, Verify{})
+	switch outcome {
+	case Reloaded:
+		fmt.Println("now serving serial", b.Leaf.SerialNumber, "until", b.Leaf.NotAfter)
+	case Unchanged:
+		fmt.Println("files unchanged")
+	case Failed:
+		fmt.Println("kept the previous certificate:", err)
 	}
 }

@@ -63,8 +63,8 @@ func (a *app) setupReload() error {
 
 	a.admin.HandleFunc("POST /reload", r.serveReload)
 	a.tasks = append(a.tasks, r.onSIGHUP)
-	if a.cfg.Reload.watch() {
-		w := &fileWatch{paths: r.files(), debounce: a.cfg.Reload.Debounce, log: a.log, reload: r.reloadFromWatch}
+	if files := r.files(); a.cfg.Reload.watch() && len(files) > 0 {
+		w := &fileWatch{paths: files, debounce: a.cfg.Reload.Debounce, log: a.log, reload: r.reloadFromWatch}
 		a.tasks = append(a.tasks, w.run)
 	}
 	if iv := a.cfg.Reload.Interval; iv > 0 {
