@@ -297,6 +297,18 @@ func (dr *doctor) summary(c *x509.Certificate, role string) ChainCert {
 
 func daysUntil(now, t time.Time) int { return int(math.Floor(t.Sub(now).Hours() / 24)) }
 
+// ago says how long a past duration is, in the unit a person would use.
+func ago(d time.Duration) string {
+	switch {
+	case d < 2*time.Hour:
+		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	}
+}
+
 func day(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
 
 // certName is how findings name a certificate: its common name, or its
@@ -381,7 +393,7 @@ func (dr *doctor) checkLeaf() {
 	dr.at = now
 	switch {
 	case now.After(leaf.NotAfter):
-		d.addErr("", fmt.Errorf("%w: the leaf %s expired on %s (%d days ago); renew it", ErrExpired, certName(leaf), day(leaf.NotAfter), -daysUntil(now, leaf.NotAfter)))
+		d.addErr("", fmt.Errorf("%w: the leaf %s expired on %s (%s ago); renew it", ErrExpired, certName(leaf), day(leaf.NotAfter), ago(now.Sub(leaf.NotAfter))))
 		// Paths are still built, at a moment the leaf was valid, so the
 		// report can show the rest of the chain.
 		dr.at = leaf.NotAfter.Add(-time.Second)
@@ -700,9 +712,15 @@ func (dr *doctor) checkClients(served, want, path []*x509.Certificate) {
 			cands = served[1:]
 		}
 		msg, expired := dr.explain(cands, want, dr.v.Roots, dr.v.rootsName(), err)
-		if expired {
+		switch {
+		case !validAt(dr.leaf, dr.now):
+			// Clients already fail on the leaf; the rest of the chain was
+			// checked as of a moment the leaf was valid, which is worth
+			// knowing for the renewal but is not a second failure.
+			d.add(SeverityWarn, "also, checked as of %s (while the leaf was valid), the chain does not verify: %s", day(dr.at), msg)
+		case expired:
 			d.addErr("", fmt.Errorf("%w: %w: %s", ErrUntrusted, ErrExpired, msg))
-		} else {
+		default:
 			d.addErr("", fmt.Errorf("%w: %s", ErrUntrusted, msg))
 		}
 	} else {

@@ -463,6 +463,16 @@ func TestDiagnoseServed(t *testing.T) {
 	leaf := ca.Leaf(pki.Options{})
 	bundleDir := t.TempDir()
 	drWrite(t, bundleDir, "inter.pem", ca.Intermediate.CertPEM(), 0o644)
+	inter2 := drIssue(t, ca.Intermediate, pki.Options{CommonName: "second inter", IsCA: true})
+	deepLeaf := drIssue(t, inter2, pki.Options{CommonName: "localhost", DNSNames: []string{"localhost"}})
+	oldRoot := drRoot(t, "old root")
+	cross := drIssue(t, oldRoot, pki.Options{CommonName: "tlsfront test root", IsCA: true, Key: ca.Root.Key,
+		NotBefore: time.Now().Add(-3 * 365 * 24 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+	// Only the cross-signature links the root to the old root: make sure
+	// it really verifies under the root's key before relying on it.
+	if err := ca.Intermediate.Cert.CheckSignatureFrom(cross.Cert); err != nil {
+		t.Fatalf("cross-signed root does not issue the intermediate: %v", err)
+	}
 
 	cases := []struct {
 		name    string
@@ -472,6 +482,8 @@ func TestDiagnoseServed(t *testing.T) {
 		sev     Severity
 		msg     string
 	}{
+		{name: "intermediates swapped", sent: []*pki.Cert{deepLeaf, ca.Intermediate, inter2}, sev: SeverityWarn, msg: "out of order"},
+		{name: "expired cross-signed root sent", sent: []*pki.Cert{leaf, ca.Intermediate, cross}, sev: SeverityWarn, msg: "which expired on"},
 		{name: "leaf only, intermediate known", sent: []*pki.Cert{leaf}, bundle: true, wantErr: ErrUntrusted, sev: SeverityError, msg: "does not send the intermediate"},
 		{name: "leaf only, intermediate unknown", sent: []*pki.Cert{leaf}, wantErr: ErrUntrusted, sev: SeverityError, msg: "chain is incomplete"},
 		{name: "root included", sent: []*pki.Cert{leaf, ca.Intermediate, ca.Root}, sev: SeverityWarn, msg: "sends the root"},

@@ -37,7 +37,7 @@ type Verify struct {
 	// Roots is the trust store clients use. Nil means the system roots.
 	Roots *x509.CertPool
 	// RootsName names Roots in findings, e.g. the CA file; empty means
-	// "the system roots" (or "the trust store" when Roots is set).
+	// "the system trust store" (or "the trust store" when Roots is set).
 	RootsName string
 	// ExtraStores are further trust stores, by name, that some clients
 	// use (e.g. "old-android": what devices that no longer get updates
@@ -84,7 +84,7 @@ func (v Verify) rootsName() string {
 	case v.RootsName != "":
 		return v.RootsName
 	case v.Roots == nil:
-		return "the system roots"
+		return "the system trust store"
 	default:
 		return "the trust store"
 	}
