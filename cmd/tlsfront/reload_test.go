@@ -71,6 +71,11 @@ func echoBackend(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// noClientRate turns off the per-client connection rate limit: these tests
+// make many handshakes from one address on purpose, and the limiter has
+// its own tests.
+const noClientRate = "--client-rate=0"
+
 // reloadFixture is a CA, its root on disk and the client side of the
 // tests.
 type reloadFixture struct {
@@ -362,7 +367,7 @@ func TestHotReload(t *testing.T) {
 			f := newReloadFixture(t)
 			first, next := f.ca.Leaf(pki.Options{}), f.ca.Leaf(pki.Options{})
 			l := tc.layout(t, f, t.TempDir(), first)
-			args := []string{"--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", l.cert, "--key", l.key, "--trust-ca", f.root, "--reload-debounce", "50ms"}
+			args := []string{"--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", l.cert, "--key", l.key, "--trust-ca", f.root, "--reload-debounce", "50ms", noClientRate}
 			if tc.trigger != nil {
 				args = append(args, "--no-watch")
 			}
@@ -393,7 +398,7 @@ func TestHotReload(t *testing.T) {
 			waitCount(t, count, count()+20)
 			n, errs := stop()
 			if len(errs) > 0 {
-				t.Fatalf("%d of %d handshakes failed during the swap, first: %v", len(errs), n, errs[0])
+				t.Fatalf("%d of %d handshakes failed during the swap, first: %v\nlogs:\n%s", len(errs), n, errs[0], ta.Logs())
 			}
 			if n == 0 {
 				t.Fatal("no handshake was made during the swap")
@@ -509,7 +514,7 @@ reload:
   watch: false
 `, f.root, files.Cert, files.Key, backend, backend)))
 			events := make(chan reloadEvent, 100)
-			ta := startAppWith(t, recordReloads(events), "--config", cfgFile)
+			ta := startAppWith(t, recordReloads(events), "--config", cfgFile, noClientRate)
 			addr := ta.Addr("main")
 
 			tc.break_(t, files.Cert, files.Key)
@@ -551,7 +556,7 @@ func TestWatchRetriesHalfWrittenPair(t *testing.T) {
 	first, next := f.ca.Leaf(pki.Options{}), f.ca.Leaf(pki.Options{})
 	files := f.ca.WriteLeaf(first)
 	events := make(chan reloadEvent, 100)
-	ta := startAppWith(t, recordReloads(events), "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--reload-debounce", "30ms")
+	ta := startAppWith(t, recordReloads(events), noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--reload-debounce", "30ms")
 	ta.WaitLog("watching certificate files", 5*time.Second)
 	addr := ta.Addr("main")
 
@@ -580,7 +585,7 @@ func TestReloadInterval(t *testing.T) {
 	f := newReloadFixture(t)
 	first, next := f.ca.Leaf(pki.Options{}), f.ca.Leaf(pki.Options{})
 	files := f.ca.WriteLeaf(first)
-	ta := startApp(t, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch", "--reload-interval", "1s")
+	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch", "--reload-interval", "1s")
 	f.ca.WriteLeafTo(files.Dir, next)
 	f.waitSerial(t, ta.Addr("main"), serialOf(next))
 	if !strings.Contains(ta.Logs(), "trigger=interval") {
@@ -592,7 +597,7 @@ func TestReloadUnchanged(t *testing.T) {
 	f := newReloadFixture(t)
 	first := f.ca.Leaf(pki.Options{})
 	files := f.ca.WriteLeaf(first)
-	ta := startApp(t, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch")
+	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch")
 	code, resp := postReload(t, ta)
 	if res := resp.find(t, "main"); code != http.StatusOK || res.Result != certs.Unchanged || res.Serial != serialOf(first) || res.NotAfter == nil {
 		t.Fatalf("POST /reload of unchanged files = %d %+v, want 200, unchanged, serial %s and not_after", code, resp, serialOf(first))
@@ -623,7 +628,7 @@ func TestClientAuthReload(t *testing.T) {
 	files := f.ca.WriteLeaf(f.ca.Leaf(pki.Options{}))
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
 	writeFile(t, caFile, oldCA.Root.CertPEM())
-	ta := startApp(t, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--client-ca", caFile, "--no-watch")
+	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--client-ca", caFile, "--no-watch")
 	addr := ta.Addr("main")
 
 	clientCert := func(ca *pkitest.CA) *tls.Certificate {
