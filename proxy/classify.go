@@ -226,17 +226,19 @@ func (cl classifier) classify(ev *HandshakeEvent) Reason {
 		}
 		return ReasonStalledMidHandshake
 	}
+	alert, isAlert := clientAlert(err)
 	if ev.Hello != nil {
-		if cl.tooOld(ev.Hello) {
+		// A client that alerted us had accepted our ServerHello, version
+		// included; only the other failures can be version refusals.
+		if !isAlert && cl.tooOld(ev.Hello) {
 			return ReasonNoSharedVersion
 		}
 		if r := classifyLocal(err); r != "" {
 			return r
 		}
-	}
-	alert, isAlert := clientAlert(err)
-	if !isAlert && ev.Hello != nil {
-		alert, isAlert = unencryptedAlert(ev.Hello, err)
+		if !isAlert {
+			alert, isAlert = unencryptedAlert(ev.Hello, err)
+		}
 	}
 	closed := isClosed(err)
 	if ev.Hello != nil && cl.unknownName(ev.Hello.ServerName) {

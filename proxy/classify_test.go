@@ -470,6 +470,7 @@ func TestClassifyShutdownAndMinVersion(t *testing.T) {
 		{"tls 1.2 client, 1.3 minimum", classifier{minVersion: tls.VersionTLS13}, &HandshakeEvent{Err: errors.New("x"), Hello: hello}, ReasonNoSharedVersion},
 		{"tls 1.2 client, default minimum", classifier{}, &HandshakeEvent{Err: errors.New("x"), Hello: hello}, ReasonOther},
 		{"sslv3 client", classifier{}, &HandshakeEvent{Err: errors.New("x"), Hello: &tls.ClientHelloInfo{}}, ReasonNoSharedVersion},
+		{"old client that alerted was accepted", classifier{minVersion: tls.VersionTLS13}, &HandshakeEvent{Err: &net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}, Hello: hello}, ReasonClientAlertBadCertificate},
 		{"reset before hello", classifier{}, &HandshakeEvent{Err: &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}, ReasonClosedBeforeHello},
 		{"broken pipe after hello", classifier{}, &HandshakeEvent{Err: &net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.EPIPE)}, Hello: &tls.ClientHelloInfo{SupportedVersions: []uint16{tls.VersionTLS13}}}, ReasonClientClosed},
 	}
@@ -551,5 +552,58 @@ func TestUnencryptedAlert(t *testing.T) {
 				t.Errorf("classify = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestFleetShowsAsOneFingerprint is the incident this code exists for: a
+// fleet of devices on an old TLS stack, mixed with healthy clients, must
+// stand out as one fingerprint failing every time with one reason, while
+// the healthy fingerprint keeps succeeding.
+func TestFleetShowsAsOneFingerprint(t *testing.T) {
+	be := newEchoBackend(t, false)
+	p := startProxy(t, Options{Backend: be.backend()})
+	const fleet, healthy = 6, 4
+	for i := range fleet + healthy {
+		cfg := p.ca.ClientConfig("localhost")
+		if i < fleet {
+			cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+		}
+		goTLSClient(p.addr, cfg)(t)
+	}
+	type tally struct {
+		total, failed int
+		reasons       map[Reason]int
+	}
+	byJA4 := map[string]*tally{}
+	for range fleet + healthy {
+		ev := p.waitEvent(t)
+		tl := byJA4[ev.JA4]
+		if tl == nil {
+			tl = &tally{reasons: map[Reason]int{}}
+			byJA4[ev.JA4] = tl
+		}
+		tl.total++
+		if ev.Err != nil {
+			tl.failed++
+			tl.reasons[ev.Reason]++
+		}
+	}
+	if len(byJA4) != 2 {
+		t.Fatalf("want 2 fingerprints, got %d: %v", len(byJA4), byJA4)
+	}
+	for fp, tl := range byJA4 {
+		t.Logf("%s: %d/%d failed %v", fp, tl.failed, tl.total, tl.reasons)
+		switch tl.total {
+		case fleet:
+			if tl.failed != fleet || tl.reasons[ReasonNoSharedVersion] != fleet || !strings.HasPrefix(fp, "t11d") {
+				t.Errorf("old fleet %s: %d/%d failed %v, want all no_shared_version", fp, tl.failed, tl.total, tl.reasons)
+			}
+		case healthy:
+			if tl.failed != 0 {
+				t.Errorf("healthy clients %s: %d failures %v", fp, tl.failed, tl.reasons)
+			}
+		default:
+			t.Errorf("%s: unexpected count %d", fp, tl.total)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package ja4
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -261,4 +262,11 @@ func TestMalformed(t *testing.T) {
 			t.Errorf("prefix of %d bytes: %v, want ErrIncomplete", i, err)
 		}
 	}
+}
+
+func ExampleFromClientHello() {
+	// The worked example of the JA4 spec, as a bare handshake message.
+	fp, err := FromClientHello(specHello().message())
+	fmt.Println(fp, err)
+	// Output: t13d1516h2_8daaf6152771_e5627efa2ab1 <nil>
 }
