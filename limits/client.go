@@ -34,14 +34,14 @@ type Ticket struct {
 // handshake. It costs no crypto and does not block. The checks, in order:
 // the penalty box, the client's open connections, the client's rate, then
 // the global handshakes in flight. An invalid client address (no IP, e.g.
-// a unix socket) skips the per-client limits.
+// a unix socket) and an exempt one skip the per-client limits.
 func (l *Limiter) Admit(client netip.Addr) (*Ticket, *Refusal) {
 	if l == nil {
 		return nil, nil
 	}
 	now := l.nanotime()
 	t := &Ticket{l: l, idx: noSlot}
-	if l.perClient && client.IsValid() {
+	if l.perClient && client.IsValid() && !l.exempt(client) {
 		k := keyOf(client)
 		s := l.clients.shardFor(k)
 		s.mu.Lock()
@@ -198,4 +198,15 @@ func (t *Ticket) Close() {
 		t.sh.unsyncedUnpin(t.idx)
 	}
 	t.sh.mu.Unlock()
+}
+
+// exempt reports whether client skips the per-client limits.
+func (l *Limiter) exempt(client netip.Addr) bool {
+	client = client.Unmap()
+	for _, p := range l.cfg.Exempt {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +141,12 @@ type Config struct {
 	// two devices sharing an ID from knocking each other off in a loop.
 	ClientIDRate  float64
 	ClientIDBurst int
+
+	// Exempt lists networks whose clients skip the per-client limits
+	// (rate, open connections, penalty box); the global limits still
+	// apply. For trusted neighbours: the host itself (health checks, the
+	// self-probe, a local proxy in front), a load balancer's checkers.
+	Exempt []netip.Prefix
 }
 
 // DefaultConfig returns the recommended limits. They are meant to be
@@ -164,6 +172,9 @@ type Config struct {
 //     failures for 5s. Normal reconnects stay far below that pace; after a
 //     broker restart it spreads the herd.
 //   - an MQTT client ID may CONNECT once a second, bursts of 5.
+//   - loopback clients (127.0.0.0/8, ::1) are exempt from the per-client
+//     limits: on the same host they are health checks, the self-probe or
+//     a local proxy through which every client would share one address.
 //   - up to 100000 clients tracked (about 12 MB; see BenchmarkMemory).
 func DefaultConfig() Config {
 	return Config{
@@ -186,6 +197,7 @@ func DefaultConfig() Config {
 		BreakerCooldown: 5 * time.Second,
 		ClientIDRate:    1,
 		ClientIDBurst:   5,
+		Exempt:          []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 	}
 }
 
@@ -237,6 +249,7 @@ func newLimiter(cfg Config, now func() time.Time, newPacer func(int) pacer) (*Li
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	cfg.Exempt = slices.Clone(cfg.Exempt)
 	l := &Limiter{cfg: cfg, now: now, epoch: now(), backends: map[string]*shield{}, newPacer: newPacer, idSeed: maphash.MakeSeed()}
 	if l.newPacer == nil {
 		l.newPacer = newRatePacer
@@ -292,6 +305,11 @@ func (c Config) check() error {
 	neg("BreakerCooldown", c.BreakerCooldown < 0)
 	neg("ClientIDRate", c.ClientIDRate < 0)
 	neg("ClientIDBurst", c.ClientIDBurst < 0)
+	for _, p := range c.Exempt {
+		if !p.IsValid() {
+			errs = append(errs, errors.New("limits: Exempt holds an invalid prefix"))
+		}
+	}
 	if c.PenaltyMax > 0 && c.PenaltyBase > c.PenaltyMax {
 		errs = append(errs, fmt.Errorf("limits: PenaltyBase %v is longer than PenaltyMax %v", c.PenaltyBase, c.PenaltyMax))
 	}

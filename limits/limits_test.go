@@ -128,6 +128,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative max conns", Config{MaxConns: -1}},
 		{"negative delay", Config{RefusalDelay: -time.Second}},
 		{"base above max", Config{PenaltyFailures: 1, PenaltyBase: time.Minute, PenaltyMax: time.Second}},
+		{"invalid exempt prefix", Config{Exempt: []netip.Prefix{{}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -759,5 +760,33 @@ func TestConcurrentUse(t *testing.T) {
 	st := l.Stats()
 	if st.OpenConns != 0 || st.HandshakesInFlight != 0 || st.TrackedClients > 128 {
 		t.Errorf("after all closed: %+v", st)
+	}
+}
+
+func TestExempt(t *testing.T) {
+	cfg := Config{ClientRate: 1, ClientBurst: 1, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("2001:db8:ffff::/48")}}
+	tests := []struct {
+		name   string
+		client string
+		exempt bool
+	}{
+		{"loopback", "127.0.0.1", true},
+		{"other loopback", "127.9.8.7", true},
+		{"mapped loopback", "::ffff:127.0.0.1", true},
+		{"IPv6 in prefix", "2001:db8:ffff:1::1", true},
+		{"outside", "192.0.2.1", false},
+		{"IPv6 outside", "2001:db8:fffe::1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newTest(t, cfg)
+			c := ip(tt.client)
+			admit(t, l, c).Close()
+			tk, r := l.Admit(c)
+			if (r == nil) != tt.exempt {
+				t.Errorf("second connection admitted = %v, want %v", r == nil, tt.exempt)
+			}
+			tk.Close()
+		})
 	}
 }

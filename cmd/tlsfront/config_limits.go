@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -50,6 +51,10 @@ type limitsConfig struct {
 	MQTTClientIDRate  float64 `yaml:"mqtt_client_id_rate"` // CONNECTs/s per client ID; 0 off
 	MQTTClientIDBurst int     `yaml:"mqtt_client_id_burst"`
 
+	// Exempt lists networks (CIDR prefixes or addresses) whose clients
+	// skip the per-client limits; default loopback.
+	Exempt []string `yaml:"exempt"`
+
 	// defaulted is set once the recommended values are in, so that a
 	// later step (the file, then flags) only overrides what it names.
 	defaulted bool
@@ -58,7 +63,7 @@ type limitsConfig struct {
 // defaultLimitsConfig is limits.DefaultConfig as configuration.
 func defaultLimitsConfig() limitsConfig {
 	d := limits.DefaultConfig()
-	return limitsConfig{
+	c := limitsConfig{
 		Enabled:           true,
 		ClientRate:        d.ClientRate,
 		ClientBurst:       d.ClientBurst,
@@ -81,6 +86,10 @@ func defaultLimitsConfig() limitsConfig {
 		MQTTClientIDBurst: d.ClientIDBurst,
 		defaulted:         true,
 	}
+	for _, p := range d.Exempt {
+		c.Exempt = append(c.Exempt, p.String())
+	}
+	return c
 }
 
 func (c *limitsConfig) applyDefaults() {
@@ -143,6 +152,7 @@ func (c *limitsConfig) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BreakerFailures, "breaker-failures", c.BreakerFailures, "consecutive failed backend dials that open the circuit breaker (refuse at once for --breaker-cooldown); 0 turns it off")
 	fs.DurationVar(&c.BreakerCooldown, "breaker-cooldown", c.BreakerCooldown, "how long an open circuit breaker refuses before it lets one trial dial through")
 	fs.Float64Var(&c.MQTTClientIDRate, "mqtt-client-id-rate", c.MQTTClientIDRate, "MQTT CONNECTs per second per client ID; 0 turns it off")
+	fs.Var((*exemptList)(&c.Exempt), "limits-exempt", "comma-separated `networks` (CIDR or address) whose clients skip the per-client limits; \"\" exempts none")
 	fs.IntVar(&c.MQTTClientIDBurst, "mqtt-client-id-burst", c.MQTTClientIDBurst, "CONNECTs a client ID may send at once beyond --mqtt-client-id-rate (0: the rate, rounded up)")
 }
 
@@ -186,6 +196,11 @@ func (c *limitsConfig) validate() error {
 	if c.MQTTClientIDRate > 0 && c.MQTTClientIDRate < 0.001 {
 		bad("mqtt_client_id_rate", "%v per second is less than one an hour; use 0 to turn it off", c.MQTTClientIDRate)
 	}
+	for _, e := range c.Exempt {
+		if _, err := parseExempt(e); err != nil {
+			bad("exempt", "%v", err)
+		}
+	}
 	if c.RefusalDelay > time.Minute {
 		bad("refusal_delay", "%v holds refused sockets too long; keep it to a few seconds", c.RefusalDelay)
 	}
@@ -195,8 +210,15 @@ func (c *limitsConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// limiterConfig is the configuration as the limits package takes it.
+// limiterConfig is the configuration as the limits package takes it. It
+// skips exempt entries validate has already reported.
 func (c *limitsConfig) limiterConfig() limits.Config {
+	var exempt []netip.Prefix
+	for _, e := range c.Exempt {
+		if p, err := parseExempt(e); err == nil {
+			exempt = append(exempt, p)
+		}
+	}
 	return limits.Config{
 		ClientRate:      c.ClientRate,
 		ClientBurst:     c.ClientBurst,
@@ -217,5 +239,35 @@ func (c *limitsConfig) limiterConfig() limits.Config {
 		BreakerCooldown: c.BreakerCooldown,
 		ClientIDRate:    c.MQTTClientIDRate,
 		ClientIDBurst:   c.MQTTClientIDBurst,
+		Exempt:          exempt,
 	}
+}
+
+// parseExempt reads a CIDR prefix or a single address.
+func parseExempt(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a network (e.g. 10.0.0.0/8) or an address", s)
+	}
+	a = a.Unmap().WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// exemptList is a comma-separated list flag; setting it replaces the
+// default list, and "" empties it.
+type exemptList []string
+
+func (e *exemptList) String() string { return strings.Join(*e, ",") }
+
+func (e *exemptList) Set(v string) error {
+	*e = nil
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*e = append(*e, p)
+		}
+	}
+	return nil
 }
