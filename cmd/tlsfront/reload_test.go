@@ -126,8 +126,8 @@ func (f *reloadFixture) waitSerial(t *testing.T, addr, want string) {
 	t.Fatalf("new handshakes still get serial %s (err %v) 5s after the renewal, want %s", got, err, want)
 }
 
-// echo sends msg through c and checks it comes back.
-func echo(t *testing.T, c net.Conn, msg string) {
+// echoRoundTrip sends msg through c and checks it comes back.
+func echoRoundTrip(t *testing.T, c net.Conn, msg string) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetDeadline(time.Time{})
@@ -208,21 +208,21 @@ func atomicWrite(t *testing.T, path string, data []byte) {
 	}
 }
 
-func writeFile(t *testing.T, path string, data []byte) {
+func writePEM(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func symlink(t *testing.T, target, link string) {
+func mustSymlink(t *testing.T, target, link string) {
 	t.Helper()
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mkdir(t *testing.T, dir string) {
+func mustMkdir(t *testing.T, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -255,11 +255,11 @@ func kubernetesSecret(t *testing.T, f *reloadFixture, dir string, first *pki.Cer
 	publish := func(t *testing.T, leaf *pki.Cert) {
 		gen++
 		ts := fmt.Sprintf("..2026_11_23_06_00_%02d.%d", gen, 100+gen)
-		mkdir(t, filepath.Join(dir, ts))
-		writeFile(t, filepath.Join(dir, ts, "tls.crt"), pki.ChainPEM(leaf, f.ca.Intermediate))
-		writeFile(t, filepath.Join(dir, ts, "tls.key"), leaf.KeyPEM())
+		mustMkdir(t, filepath.Join(dir, ts))
+		writePEM(t, filepath.Join(dir, ts, "tls.crt"), pki.ChainPEM(leaf, f.ca.Intermediate))
+		writePEM(t, filepath.Join(dir, ts, "tls.key"), leaf.KeyPEM())
 		old, _ := os.Readlink(filepath.Join(dir, "..data"))
-		symlink(t, ts, filepath.Join(dir, "..data_tmp"))
+		mustSymlink(t, ts, filepath.Join(dir, "..data_tmp"))
 		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
 			t.Fatal(err)
 		}
@@ -268,8 +268,8 @@ func kubernetesSecret(t *testing.T, f *reloadFixture, dir string, first *pki.Cer
 		}
 	}
 	publish(t, first)
-	symlink(t, "..data/tls.crt", filepath.Join(dir, "tls.crt"))
-	symlink(t, "..data/tls.key", filepath.Join(dir, "tls.key"))
+	mustSymlink(t, "..data/tls.crt", filepath.Join(dir, "tls.crt"))
+	mustSymlink(t, "..data/tls.key", filepath.Join(dir, "tls.key"))
 	return layout{cert: filepath.Join(dir, "tls.crt"), key: filepath.Join(dir, "tls.key"), renew: publish}
 }
 
@@ -278,18 +278,18 @@ func kubernetesSecret(t *testing.T, f *reloadFixture, dir string, first *pki.Cer
 // (unlink, then symlink: not atomic).
 func certbotLive(t *testing.T, f *reloadFixture, dir string, first *pki.Cert) layout {
 	live, archive := filepath.Join(dir, "live", "mqtt.example"), filepath.Join(dir, "archive", "mqtt.example")
-	mkdir(t, live)
-	mkdir(t, archive)
+	mustMkdir(t, live)
+	mustMkdir(t, archive)
 	gen := 0
 	publish := func(t *testing.T, leaf *pki.Cert) {
 		gen++
 		chain, key := fmt.Sprintf("fullchain%d.pem", gen), fmt.Sprintf("privkey%d.pem", gen)
-		writeFile(t, filepath.Join(archive, chain), pki.ChainPEM(leaf, f.ca.Intermediate))
-		writeFile(t, filepath.Join(archive, key), leaf.KeyPEM())
+		writePEM(t, filepath.Join(archive, chain), pki.ChainPEM(leaf, f.ca.Intermediate))
+		writePEM(t, filepath.Join(archive, key), leaf.KeyPEM())
 		for link, target := range map[string]string{"fullchain.pem": chain, "privkey.pem": key} {
 			p := filepath.Join(live, link)
 			os.Remove(p)
-			symlink(t, filepath.Join("..", "..", "archive", "mqtt.example", target), p)
+			mustSymlink(t, filepath.Join("..", "..", "archive", "mqtt.example", target), p)
 		}
 	}
 	publish(t, first)
@@ -353,13 +353,13 @@ func TestHotReload(t *testing.T) {
 		{name: "watch kubernetes ..data swap", layout: kubernetesSecret},
 		{name: "watch certbot live symlinks", layout: certbotLive},
 		{name: "watch in-place rewrite cert then key", layout: func(t *testing.T, f *reloadFixture, dir string, first *pki.Cert) layout {
-			return plainFiles(f, dir, first, writeFile)
+			return plainFiles(f, dir, first, writePEM)
 		}},
 		{name: "SIGHUP", trigger: sighup, layout: func(t *testing.T, f *reloadFixture, dir string, first *pki.Cert) layout {
-			return plainFiles(f, dir, first, writeFile)
+			return plainFiles(f, dir, first, writePEM)
 		}},
 		{name: "POST /reload", trigger: post, layout: func(t *testing.T, f *reloadFixture, dir string, first *pki.Cert) layout {
-			return plainFiles(f, dir, first, writeFile)
+			return plainFiles(f, dir, first, writePEM)
 		}},
 	}
 	for _, tc := range tests {
@@ -385,7 +385,7 @@ func TestHotReload(t *testing.T) {
 			if got := open.ConnectionState().PeerCertificates[0].SerialNumber.Text(16); got != serialOf(first) {
 				t.Fatalf("served serial %s, want the first certificate's %s", got, serialOf(first))
 			}
-			echo(t, open, "before the renewal")
+			echoRoundTrip(t, open, "before the renewal")
 
 			// Handshakes run before, across and after the swap.
 			count, stop := f.hammer(addr)
@@ -405,7 +405,7 @@ func TestHotReload(t *testing.T) {
 			}
 			t.Logf("%d handshakes during the swap, none failed", n)
 
-			echo(t, open, "after the renewal")
+			echoRoundTrip(t, open, "after the renewal")
 			if got := open.ConnectionState().PeerCertificates[0].SerialNumber.Text(16); got != serialOf(first) {
 				t.Fatalf("open connection's certificate changed to %s", got)
 			}
@@ -462,7 +462,7 @@ func TestRejectedRenewalKeepsServing(t *testing.T) {
 		says   string // in the reported error
 	}{
 		{name: "mismatched key", is: certs.ErrKeyMismatch, says: "key.pem", break_: func(t *testing.T, cert, key string) {
-			writeFile(t, cert, pki.ChainPEM(f.ca.Leaf(pki.Options{}), f.ca.Intermediate))
+			writePEM(t, cert, pki.ChainPEM(f.ca.Leaf(pki.Options{}), f.ca.Intermediate))
 		}},
 		{name: "expired", is: certs.ErrExpired, says: "expired", break_: func(t *testing.T, cert, key string) {
 			f.ca.WriteLeafTo(filepath.Dir(cert), f.ca.Leaf(pki.Options{NotBefore: time.Now().Add(-72 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}))
@@ -471,23 +471,23 @@ func TestRejectedRenewalKeepsServing(t *testing.T) {
 			f.ca.WriteLeafTo(filepath.Dir(cert), f.ca.Leaf(pki.Options{NotBefore: time.Now().Add(24 * time.Hour)}))
 		}},
 		{name: "truncated pem", is: certs.ErrNoCertificate, says: "cert.pem", break_: func(t *testing.T, cert, key string) {
-			writeFile(t, cert, pki.ChainPEM(f.ca.Leaf(pki.Options{}))[:200])
+			writePEM(t, cert, pki.ChainPEM(f.ca.Leaf(pki.Options{}))[:200])
 		}},
 		{name: "wrong SAN for a routed name", is: certs.ErrNameMismatch, says: "localhost", break_: func(t *testing.T, cert, key string) {
 			f.ca.WriteLeafTo(filepath.Dir(cert), f.ca.Leaf(pki.Options{DNSNames: []string{"elsewhere.example"}}))
 		}},
 		{name: "incomplete chain", is: certs.ErrUntrusted, says: "cert.pem", break_: func(t *testing.T, cert, key string) {
 			leaf := f.ca.Leaf(pki.Options{})
-			writeFile(t, cert, leaf.CertPEM())
-			writeFile(t, key, leaf.KeyPEM())
+			writePEM(t, cert, leaf.CertPEM())
+			writePEM(t, key, leaf.KeyPEM())
 		}},
 		{name: "certificate path is a directory", says: "cert.pem", break_: func(t *testing.T, cert, key string) {
 			os.Remove(cert)
-			mkdir(t, cert)
+			mustMkdir(t, cert)
 		}},
 		{name: "key is a dangling symlink", is: os.ErrNotExist, says: "key.pem", break_: func(t *testing.T, cert, key string) {
 			os.Remove(key)
-			symlink(t, filepath.Join(filepath.Dir(key), "deleted.pem"), key)
+			mustSymlink(t, filepath.Join(filepath.Dir(key), "deleted.pem"), key)
 		}},
 		{name: "key the TLS stack cannot use", says: "P-224", break_: func(t *testing.T, cert, key string) {
 			f.ca.WriteLeafTo(filepath.Dir(cert), f.ca.Leaf(pki.Options{Key: p224}))
@@ -499,7 +499,7 @@ func TestRejectedRenewalKeepsServing(t *testing.T) {
 			files := f.ca.WriteLeaf(first)
 			cfgFile := filepath.Join(t.TempDir(), "tlsfront.yaml")
 			backend := echoBackend(t)
-			writeFile(t, cfgFile, []byte(fmt.Sprintf(`
+			writePEM(t, cfgFile, []byte(fmt.Sprintf(`
 trust: {ca_file: %q}
 certificates:
   - {name: main, cert: %q, key: %q}
@@ -627,7 +627,7 @@ func TestClientAuthReload(t *testing.T) {
 	oldCA, newCA := pkitest.NewCA(t), pkitest.NewCA(t)
 	files := f.ca.WriteLeaf(f.ca.Leaf(pki.Options{}))
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
-	writeFile(t, caFile, oldCA.Root.CertPEM())
+	writePEM(t, caFile, oldCA.Root.CertPEM())
 	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--client-ca", caFile, "--no-watch")
 	addr := ta.Addr("main")
 
@@ -735,7 +735,7 @@ func TestReloadConfig(t *testing.T) {
 			args := append([]string{}, base...)
 			if tc.yaml != "" {
 				p := filepath.Join(t.TempDir(), "c.yaml")
-				writeFile(t, p, []byte(tc.yaml))
+				writePEM(t, p, []byte(tc.yaml))
 				args = append(args, "--config", p)
 			}
 			cfg, err := parseConfig("tlsfront", append(args, tc.args...), io.Discard)
