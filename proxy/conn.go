@@ -14,6 +14,11 @@ type conn struct {
 	net.Conn
 	head    [8]byte
 	headLen int
+	// tail is the last bytes read: a TLS 1.3 client built on OpenSSL sends
+	// its rejection alert in plain text (a 7-byte record), which Go reports
+	// only as a bad record MAC; classify reads the alert from here.
+	tail    [7]byte
+	tailLen int
 	hello   *tls.ClientHelloInfo
 
 	closeOnce sync.Once
@@ -22,11 +27,27 @@ type conn struct {
 
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if c.headLen < len(c.head) && n > 0 {
-		c.headLen += copy(c.head[c.headLen:], b[:n])
+	if n > 0 {
+		if c.headLen < len(c.head) {
+			c.headLen += copy(c.head[c.headLen:], b[:n])
+		}
+		c.keepTail(b[:n])
 	}
 	return n, err
 }
+
+func (c *conn) keepTail(b []byte) {
+	if len(b) >= len(c.tail) {
+		c.tailLen = copy(c.tail[:], b[len(b)-len(c.tail):])
+		return
+	}
+	keep := min(c.tailLen, len(c.tail)-len(b))
+	copy(c.tail[:], c.tail[c.tailLen-keep:c.tailLen])
+	c.tailLen = keep + copy(c.tail[keep:], b)
+}
+
+// lastBytes returns the last bytes read, up to 7.
+func (c *conn) lastBytes() []byte { return c.tail[:c.tailLen] }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()

@@ -57,6 +57,10 @@ type Options struct {
 	// Observe is called once for every handshake, failed or not, from the
 	// connection's goroutine. It must not block.
 	Observe func(*HandshakeEvent)
+	// KnownName reports whether a certificate covers a server name, so a
+	// failed handshake for any other name is reported as unknown_sni.
+	// Nil turns that reason off.
+	KnownName func(serverName string) bool
 	// OnRefuse is called for every refusal by the limiter.
 	OnRefuse func(listener string, client netip.Addr, r *limits.Refusal)
 	// Hooks report connections, bytes and backend dials.
@@ -346,7 +350,7 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	}
 	if err != nil {
 		ev.TimedOut = errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
-		ev.Reason = classify(ev)
+		ev.Reason = classifier{knownName: s.opts.KnownName, minVersion: s.tls.MinVersion}.classify(ev)
 	} else {
 		ev.State = tc.ConnectionState()
 	}

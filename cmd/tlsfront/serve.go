@@ -37,6 +37,7 @@ type app struct {
 	onRefuse     []func(listener string, client netip.Addr, r *limits.Refusal)
 	tlsHooks     []func(*tls.Config)                           // e.g. ALPN for ACME challenges
 	redirectWrap func(http.Handler) http.Handler               // e.g. ACME HTTP-01
+	acmeKnows    func(name string) bool                        // names ACME serves or may obtain
 	readyChecks  []func() error                                // all must pass for /readyz
 	tasks        []func(ctx context.Context)                   // run until ctx ends; owned by serve
 	onReload     []func(id string, b *certs.Bundle, err error) // after every reload attempt
@@ -132,6 +133,15 @@ func (a *app) tlsConfig() *tls.Config {
 	return cfg
 }
 
+// knownName reports whether tlsfront has a certificate for a server name:
+// a file-based one, or one ACME may obtain.
+func (a *app) knownName(name string) bool {
+	if a.store.Lookup(name) != nil {
+		return true
+	}
+	return a.acmeKnows != nil && a.acmeKnows(name)
+}
+
 func (a *app) observe(ev *proxy.HandshakeEvent) {
 	for _, o := range a.observers {
 		o(ev)
@@ -212,6 +222,7 @@ func (a *app) proxyOptions(lc listenerConfig) (proxy.Options, error) {
 		Limiter:           a.limiter,
 		Observe:           a.observe,
 		OnRefuse:          a.refused,
+		KnownName:         a.knownName,
 		HTTP:              proxy.HTTPOptions{PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize},
 		Log:               a.log,
 	}, nil
