@@ -38,6 +38,7 @@ type app struct {
 	tlsHooks     []func(*tls.Config)                           // e.g. ALPN for ACME challenges
 	redirectWrap func(http.Handler) http.Handler               // e.g. ACME HTTP-01
 	acmeKnows    func(name string) bool                        // names ACME serves or may obtain
+	hooks        proxy.Hooks                                   // connection, byte and dial reports
 	readyChecks  []func() error                                // all must pass for /readyz
 	tasks        []func(ctx context.Context)                   // run until ctx ends; owned by serve
 	onReload     []func(id string, b *certs.Bundle, err error) // after every reload attempt
@@ -223,6 +224,7 @@ func (a *app) proxyOptions(lc listenerConfig) (proxy.Options, error) {
 		Observe:           a.observe,
 		OnRefuse:          a.refused,
 		KnownName:         a.knownName,
+		Hooks:             a.hooks,
 		HTTP:              proxy.HTTPOptions{PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize},
 		Log:               a.log,
 	}, nil

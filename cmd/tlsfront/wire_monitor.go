@@ -76,8 +76,7 @@ func (a *app) setupMonitor() error {
 	a.admin.Handle("GET /status", m.StatusHandler())
 	a.readyChecks = append(a.readyChecks, m.Ready)
 	a.tasks = append(a.tasks, m.Run)
-	// Pending the app field the proxy hooks go through (see
-	// monitorProxyHooks): a.hooks = monitorProxyHooks(m)
+	a.hooks = monitorProxyHooks(m)
 	return nil
 }
 
