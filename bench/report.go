@@ -1,0 +1,317 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report is the outcome of one run, printed as a table and written as
+// Markdown.
+type report struct {
+	command  string
+	date     time.Time
+	took     time.Duration
+	set      *settings
+	machine  string
+	versions map[string]string
+	results  []*result
+	notes    []string
+}
+
+// row is one line of the table: a value per target, then tlsfront's ratio
+// to nginx and HAProxy, and the issue's target if there is one.
+type row struct {
+	metric string
+	better string // "higher" or "lower"
+	vals   map[string]float64
+	format string
+	goal   func(vals map[string]float64) string
+}
+
+var columns = []string{"direct", "tlsfront", "nginx", "haproxy"}
+
+func (rep *report) byName(name string) *result {
+	for _, r := range rep.results {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func (rep *report) rows() []row {
+	per := func(f func(r *result) (float64, bool)) map[string]float64 {
+		m := map[string]float64{}
+		for _, r := range rep.results {
+			if v, ok := f(r); ok {
+				m[r.name] = v
+			}
+		}
+		return m
+	}
+	proxied := func(r *result) bool { return r.tls }
+	direct := rep.byName("direct")
+
+	var rows []row
+	rows = append(rows,
+		row{metric: "new connections/s (TLS 1.3 full handshake + 1 echo; direct: plain TCP)", better: "higher", format: "%.0f",
+			vals: per(func(r *result) (float64, bool) { return float64(r.hs.conns) / r.hs.elapsed.Seconds(), r.hs.conns > 0 })},
+		row{metric: "proxy CPU per new connection (µs)", better: "lower", format: "%.0f",
+			vals: per(func(r *result) (float64, bool) {
+				return float64(r.hsCPU.Microseconds()) / float64(r.hs.conns), proxied(r) && r.hs.conns > 0
+			}),
+			goal: func(v map[string]float64) string { return goalLE("≤ nginx", v["tlsfront"], v["nginx"]) }},
+		row{metric: "proxy CPU busy during connection test (%)", better: "", format: "%.0f",
+			vals: per(func(r *result) (float64, bool) { return pct(r.hsCPU, r.hs.elapsed), proxied(r) })},
+		row{metric: "throughput, 1 connection (MB/s each way)", better: "higher", format: "%.0f",
+			vals: per(func(r *result) (float64, bool) { return mbps(r.bulk1), r.bulk1 != nil && r.bulk1.bytes > 0 }),
+			goal: func(v map[string]float64) string { return goalGE("≥ 0.9× nginx", v["tlsfront"], 0.9*v["nginx"]) }},
+		row{metric: "  proxy CPU busy (%)", format: "%.0f",
+			vals: per(func(r *result) (float64, bool) { return pct(r.bulk1CPU, r.bulk1.elapsed), proxied(r) })},
+		row{metric: "throughput, 8 connections (MB/s each way, total)", better: "higher", format: "%.0f",
+			vals: per(func(r *result) (float64, bool) { return mbps(r.bulk8), r.bulk8 != nil && r.bulk8.bytes > 0 }),
+			goal: func(v map[string]float64) string { return goalGE("≥ 0.9× nginx", v["tlsfront"], 0.9*v["nginx"]) }},
+		row{metric: "  proxy CPU busy (%)", format: "%.0f",
+			vals: per(func(r *result) (float64, bool) { return pct(r.bulk8CPU, r.bulk8.elapsed), proxied(r) })},
+	)
+	if direct != nil {
+		rows = append(rows,
+			row{metric: "throughput, 1 connection, share of direct TCP", better: "higher", format: "%.2f",
+				vals: per(func(r *result) (float64, bool) {
+					return mbps(r.bulk1) / mbps(direct.bulk1), proxied(r) && mbps(direct.bulk1) > 0
+				})},
+			row{metric: "throughput, 8 connections, share of direct TCP", better: "higher", format: "%.2f",
+				vals: per(func(r *result) (float64, bool) {
+					return mbps(r.bulk8) / mbps(direct.bulk8), proxied(r) && mbps(direct.bulk8) > 0
+				})},
+		)
+	}
+	rttRow := func(p float64, minus bool) map[string]float64 {
+		return per(func(r *result) (float64, bool) {
+			if r.rtt == nil || len(r.rtt.samples) == 0 {
+				return 0, false
+			}
+			v := float64(r.rtt.pct(p).Nanoseconds()) / 1e3
+			if minus {
+				if direct == nil || !proxied(r) || len(direct.rtt.samples) == 0 {
+					return 0, false
+				}
+				v -= float64(direct.rtt.pct(p).Nanoseconds()) / 1e3
+			}
+			return v, true
+		})
+	}
+	rows = append(rows,
+		row{metric: "round trip 1 KiB, p50 (µs)", better: "lower", format: "%.0f", vals: rttRow(50, false)},
+		row{metric: "round trip 1 KiB, p99 (µs)", better: "lower", format: "%.0f", vals: rttRow(99, false)},
+	)
+	if direct != nil {
+		rows = append(rows,
+			row{metric: "added latency vs direct, p50 (µs)", better: "lower", format: "%.0f", vals: rttRow(50, true)},
+			row{metric: "added latency vs direct, p99 (µs)", better: "lower", format: "%.0f", vals: rttRow(99, true),
+				goal: func(v map[string]float64) string { return goalLE("≤ nginx", v["tlsfront"], v["nginx"]) }},
+		)
+	}
+	rows = append(rows, row{metric: "other processes' CPU during these tests (% of all cores)", format: "%.1f",
+		vals: per(func(r *result) (float64, bool) { return r.foreign, true })})
+	rows = append(rows, row{metric: "RSS, fresh process after 1 connection (MB)", better: "lower", format: "%.1f",
+		vals: per(func(r *result) (float64, bool) { return float64(r.rssBase) / 1024, proxied(r) })})
+	for i, n := range rep.set.idleSteps {
+		rows = append(rows, row{metric: fmt.Sprintf("RSS with %d idle TLS connections (MB)", n), better: "lower", format: "%.1f",
+			vals: per(func(r *result) (float64, bool) {
+				if !proxied(r) || i >= len(r.idleRSS) {
+					return 0, false
+				}
+				return float64(r.idleRSS[i]) / 1024, true
+			})})
+	}
+	if k := len(rep.set.idleSteps); k >= 2 {
+		lo, hi := rep.set.idleSteps[k-2], rep.set.idleSteps[k-1]
+		rows = append(rows, row{metric: fmt.Sprintf("memory per idle connection, slope %d→%d (KB)", lo, hi), better: "lower", format: "%.1f",
+			vals: per(func(r *result) (float64, bool) {
+				if !proxied(r) || len(r.idleRSS) < k {
+					return 0, false
+				}
+				dn := r.idle[k-1] - r.idle[k-2]
+				if dn <= 0 {
+					return 0, false
+				}
+				return float64(r.idleRSS[k-1]-r.idleRSS[k-2]) / float64(dn), true
+			}),
+			goal: func(v map[string]float64) string { return goalLE("≤ 17 KB", v["tlsfront"], 17) }})
+	}
+	return rows
+}
+
+func pct(cpu, wall time.Duration) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return 100 * cpu.Seconds() / wall.Seconds()
+}
+
+func goalLE(what string, got, limit float64) string {
+	if got == 0 || limit == 0 {
+		return what
+	}
+	if got <= limit {
+		return what + ": met"
+	}
+	return what + ": MISSED"
+}
+
+func goalGE(what string, got, limit float64) string {
+	if got == 0 || limit == 0 {
+		return what
+	}
+	if got >= limit {
+		return what + ": met"
+	}
+	return what + ": MISSED"
+}
+
+// cells renders one row's cells: a value per target, two ratios, the
+// better direction and the goal.
+func (rw row) cells(present map[string]bool) []string {
+	out := []string{rw.metric}
+	for _, c := range columns {
+		if !present[c] {
+			continue
+		}
+		if v, ok := rw.vals[c]; ok {
+			out = append(out, fmt.Sprintf(rw.format, v))
+		} else {
+			out = append(out, "–")
+		}
+	}
+	ratio := func(other string) string {
+		a, okA := rw.vals["tlsfront"]
+		b, okB := rw.vals[other]
+		if !okA || !okB || b == 0 || rw.better == "" {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	out = append(out, ratio("nginx"), ratio("haproxy"), rw.better)
+	goal := ""
+	if rw.goal != nil {
+		goal = rw.goal(rw.vals)
+	}
+	return append(out, goal)
+}
+
+func (rep *report) header() ([]string, map[string]bool) {
+	present := map[string]bool{}
+	for _, r := range rep.results {
+		present[r.name] = true
+	}
+	h := []string{"metric"}
+	for _, c := range columns {
+		if present[c] {
+			h = append(h, c)
+		}
+	}
+	return append(h, "tlsfront/nginx", "tlsfront/haproxy", "better", "target (issue)"), present
+}
+
+// table is the plain-text table printed to stdout.
+func (rep *report) table() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	h, present := rep.header()
+	fmt.Fprintln(tw, strings.Join(h, "\t"))
+	for _, rw := range rep.rows() {
+		fmt.Fprintln(tw, strings.Join(rw.cells(present), "\t"))
+	}
+	tw.Flush()
+	for _, s := range rep.problems() {
+		fmt.Fprintln(&b, "! "+s)
+	}
+	return b.String()
+}
+
+// problems lists errors seen during the run; a clean run has none.
+func (rep *report) problems() []string {
+	var out []string
+	for _, r := range rep.results {
+		add := func(what, s string) {
+			if s != "" {
+				out = append(out, fmt.Sprintf("%s %s: %s", r.name, what, s))
+			}
+		}
+		add("connection test", r.hs.errs.String())
+		add("bulk x1", r.bulk1.errs.String())
+		add("bulk x8", r.bulk8.errs.String())
+		add("rtt", r.rtt.errs.String())
+		add("idle", r.idleErrs)
+		for i, n := range r.idle {
+			if n < rep.set.idleSteps[i] {
+				out = append(out, fmt.Sprintf("%s idle: only %d of %d connections opened", r.name, n, rep.set.idleSteps[i]))
+			}
+		}
+	}
+	return out
+}
+
+func (rep *report) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("# tlsfront benchmark results")
+	p("")
+	p("Generated by the benchmark itself; rerun with `make bench` to refresh. Hand-written analysis is in [ANALYSIS.md](ANALYSIS.md).")
+	p("")
+	p("- Command: `%s`", rep.command)
+	if rep.set.label != "" {
+		p("- Build: %s", rep.set.label)
+	}
+	p("- Date: %s (took %s)", rep.date.Format("2006-01-02 15:04 MST"), rep.took.Round(time.Second))
+	p("- Machine: %s, %s", rep.machine, rep.versions["kernel"])
+	p("- Versions: %s; %s; %s; %s", rep.versions["go"], rep.versions["nginx"], rep.versions["haproxy"], rep.versions["openssl"])
+	p("")
+	h, present := rep.header()
+	p("| %s |", strings.Join(h, " | "))
+	p("|%s", strings.Repeat("---|", len(h)))
+	for _, rw := range rep.rows() {
+		p("| %s |", strings.Join(rw.cells(present), " | "))
+	}
+	p("")
+	if probs := rep.problems(); len(probs) > 0 {
+		p("Problems during this run:")
+		p("")
+		for _, s := range probs {
+			p("- %s", s)
+		}
+		p("")
+	}
+	p("## How it was measured")
+	p("")
+	var neg []string
+	for _, r := range rep.results {
+		if r.tls && r.hs.suite != "" {
+			neg = append(neg, fmt.Sprintf("%s %s/%s", r.name, r.hs.suite, r.hs.curve))
+		}
+	}
+	for _, s := range []string{
+		fmt.Sprintf("Proxy under test pinned to CPU %d (`taskset -c %d`); the load generator (this program, GOMAXPROCS=1) and the echo backend (a separate process, `bench/echo`) pinned to CPU %d. A fresh echo backend per target.", proxyCPU, proxyCPU, loadCPU),
+		"Same ECDSA P-256 chain everywhere: root → intermediate → leaf (`internal/pki`); proxies serve leaf + intermediate. Client: TLS 1.3 only, groups X25519 and P-256 only (no post-quantum hybrid, which OpenSSL 3.0 cannot pick), no session resumption (every connection a full handshake), chain verified against the root for `localhost` (verified once per distinct chain, then byte-compared; the CertificateVerify signature is checked on every handshake). Negotiated: " + strings.Join(neg, ", ") + ". nginx and HAProxy were given the TLS 1.3 suite order AES-128-GCM first, matching what Go negotiates, so bulk numbers compare the same cipher.",
+		"nginx: 1 worker (`worker_processes 1`), stream module, `proxy_timeout 1h`; HAProxy: `nbthread 1`, `mode tcp`, timeouts 1h, `maxconn 9500`; tlsfront: tcp listener with default settings, `--log-level warn`. Each proxy's own defaults otherwise (e.g. session tickets).",
+		fmt.Sprintf("New connections: %d workers, each connecting, handshaking, echoing 64 bytes and closing, for %s after a 1 s warm-up. Proxy CPU = utime+stime from /proc/PID/stat summed over the proxy's process group (nginx: master + worker), delta over the test, divided by connections completed. The load generator shares its core with the echo backend, so when the proxy is not near 100%% busy the connection rate is bounded by the client, not the proxy; CPU per connection is the comparable number.", rep.set.hsWorkers, rep.set.hsDuration),
+		fmt.Sprintf("Throughput: 32 KiB writes with the echo read back concurrently, on 1 and on 8 connections, until %d MiB written in total or %s. MB/s = 10^6 bytes echoed per second (each byte crosses the proxy twice: in and back).", rep.set.bulkBytes>>20, rep.set.bulkDuration),
+		fmt.Sprintf("Latency: one connection, 1 KiB written then read back, 200 warm-up + %d measured round trips; added latency = proxy percentile − direct percentile from the same run.", rep.set.rttCount),
+		"Idle memory: a fresh proxy process; VmRSS summed over its process group (nginx: master + worker; the master is constant so the slope is the worker's) after one connection, then after opening idle TLS connections (handshake + one echo round trip, then quiet), read once it is stable (two reads 250 ms apart within 0.5%, at most 5 s). The slope between the last two counts is the cost per connection. Kernel socket buffers are not in RSS. At most 9,000: the open-files limit is 20,000 and each proxied connection costs the proxy 2 descriptors.",
+		"Direct: plain TCP to the echo backend, the ceiling for throughput and the floor for latency.",
+	} {
+		p("- %s", s)
+	}
+	for _, n := range rep.notes {
+		p("- %s", n)
+	}
+	return b.String()
+}
+
+func writeFile(path string, data []byte) error {
+	return os.WriteFile(path, data, 0o644)
+}
