@@ -109,6 +109,9 @@ func (r *aiaResolver) unsyncedResolve(ctx context.Context, url string) *aiaResul
 			}
 		}
 	}
+	if !r.v.FetchAIA {
+		return &aiaResult{err: errors.New("not in the AIA cache, and fetching is off")}
+	}
 	fetch := r.v.Fetch
 	if fetch == nil {
 		fetch = HTTPFetch

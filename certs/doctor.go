@@ -484,7 +484,9 @@ func (dr *doctor) verifyWith(inter []*x509.Certificate, roots *x509.CertPool) ([
 // v.Roots, fetching missing issuers from AIA URLs as needed, or nil.
 func (dr *doctor) buildPath() []*x509.Certificate {
 	chains, _ := dr.verifyWith(dr.cands, dr.v.Roots)
-	for fetches := 0; len(chains) == 0 && dr.v.FetchAIA && fetches < maxAIAFetches; {
+	// The AIA cache is read even with fetching off: it holds what an
+	// earlier run fetched, and reading it needs no network.
+	for fetches := 0; len(chains) == 0 && (dr.v.FetchAIA || dr.v.CacheDir != "") && fetches < maxAIAFetches; {
 		urls := dr.missingIssuerURLs()
 		added := false
 		for _, u := range urls {
@@ -602,6 +604,19 @@ func (dr *doctor) missingIssuerURLs() []string {
 	return urls
 }
 
+// crossOf says whether c certifies the same subject and key as root
+// under another issuer: a cross-signature.
+func crossOf(c, root *x509.Certificate) bool {
+	return !c.Equal(root) && bytes.Equal(c.RawSubject, root.RawSubject) && bytes.Equal(c.RawSubjectPublicKeyInfo, root.RawSubjectPublicKeyInfo)
+}
+
+func expiredNote(c *x509.Certificate, now time.Time) string {
+	if now.After(c.NotAfter) {
+		return ", which expired on " + day(c.NotAfter)
+	}
+	return ""
+}
+
 func contains(cs []*x509.Certificate, c *x509.Certificate) bool {
 	return slices.ContainsFunc(cs, c.Equal)
 }
@@ -648,6 +663,8 @@ func (dr *doctor) reportRepairs(want []*x509.Certificate, anchor *x509.Certifica
 		switch {
 		case c.Equal(anchor):
 			d.add(SeverityInfo, "dropped the root %s from the served chain: clients must already trust it, and a root in the chain costs bytes and, once expired, can break old clients", certName(c))
+		case crossOf(c, anchor):
+			d.add(SeverityInfo, "dropped %s, a cross-signed copy of the root %s issued by %s%s: clients trusting the root do not need it, and old clients that follow it fail once it or its issuer expires (as with DST Root CA X3)", certName(c), certName(anchor), issuerName(c), expiredNote(c, dr.now))
 		case dr.now.After(c.NotAfter):
 			d.add(SeverityInfo, "dropped %s (issued by %s), which expired on %s: a valid path to the root %s exists without it; served, an expired cross-signed root breaks old clients (as DST Root CA X3 did)", certName(c), issuerName(c), day(c.NotAfter), certName(anchor))
 		default:
@@ -685,6 +702,8 @@ func (dr *doctor) reportServedFlaws(want []*x509.Certificate, anchor *x509.Certi
 		switch {
 		case c.Equal(anchor):
 			d.add(SeverityWarn, "the server sends the root %s: clients ignore it (it only costs bytes), but once it expires old clients can break (as with DST Root CA X3); remove it from the served chain", certName(c))
+		case crossOf(c, anchor):
+			d.add(SeverityWarn, "the server sends %s, a cross-signed copy of the root %s issued by %s%s; old clients that follow it fail once it or its issuer expires (as with DST Root CA X3): remove it unless old clients need it and it is valid", certName(c), certName(anchor), issuerName(c), expiredNote(c, dr.now))
 		case dr.now.After(c.NotAfter):
 			d.add(SeverityWarn, "the server sends %s (issued by %s), which expired on %s; old clients that build their path through it fail (as with DST Root CA X3): remove it", certName(c), issuerName(c), day(c.NotAfter))
 		default:

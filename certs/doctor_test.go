@@ -432,6 +432,13 @@ func TestAIACompletionAndCache(t *testing.T) {
 				t.Fatalf("client handshake after restart: %v", err)
 			}
 
+			// Reading the cache is not fetching: it works with fetching off.
+			off := v
+			off.FetchAIA = false
+			if _, err := LoadFile(src, off); err != nil {
+				t.Errorf("cache with fetching off: %v", err)
+			}
+
 			// Without the cache and without the server, the file cannot be
 			// served, and the error says why.
 			v.CacheDir = ""
