@@ -173,7 +173,9 @@ for need in go.mod go.sum cmd/tlsfront/main.go; do
 done
 leaked=$(cd "$ctx" && find . \( -name '*.pem' -o -name '*.key' -o -name '.git' -o -name '.env' \) -print | head -5)
 [[ -z $leaked ]] || fail ".dockerignore lets key material or .git into the build context: $leaked"
-ok "build context after .dockerignore: $(find "$ctx" -type f | wc -l) files, $(du -sh "$ctx" | cut -f1); no .git, *.pem, *.key, .env"
+elves=$(cd "$ctx" && find . -type f -size +1k -exec sh -c 'head -c4 "$1" | grep -q "ELF" && echo "$1"' sh {} \; | head -5)
+[[ -z $elves ]] || fail ".dockerignore lets compiled binaries into the build context (slow builds, stale layers): $(xargs <<<"$elves")"
+ok "build context after .dockerignore: $(find "$ctx" -type f | wc -l) files, $(du -sh "$ctx" | cut -f1); no .git, *.pem, *.key, .env, binaries"
 
 version=docker-check-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 out=$WORK/out
@@ -195,8 +197,9 @@ ok "built $BIN ($(du -h "$BIN" | cut -f1)) with VERSION=$version"
 buildinfo=$(go version -m "$BIN")
 grep -qE '^[[:space:]]+build[[:space:]]+CGO_ENABLED=0$' <<<"$buildinfo" || fail "go version -m: not built with CGO_ENABLED=0"
 grep -qE '^[[:space:]]+build[[:space:]]+-trimpath=true$' <<<"$buildinfo" || fail "go version -m: not built with -trimpath"
-grep -qF -- "-X main.version=$version" <<<"$buildinfo" || fail "go version -m: -ldflags lacks -X main.version"
-ok "go version -m: CGO_ENABLED=0, -trimpath=true, -ldflags -s -w -X main.version"
+# With -trimpath Go leaves -ldflags out of the build info; that -X
+# main.version took effect is checked below, by `tlsfront version`.
+ok "go version -m: CGO_ENABLED=0, -trimpath=true"
 
 # A tiny Go program (standard library only) does what would otherwise need
 # binutils, openssl or python on the CI machine: inspect the ELF, make test
