@@ -811,6 +811,10 @@ func (dr *doctor) explain(cands, elsewhere []*x509.Certificate, roots *x509.Cert
 		seen[fingerprint(next)] = true
 		cur = next
 	}
+	var cie x509.CertificateInvalidError
+	if errors.As(verr, &cie) && cie.Reason == x509.IncompatibleUsage {
+		return fmt.Sprintf("the leaf %s is not for TLS servers: its extended key usage lacks serverAuth; get a server certificate", certName(dr.leaf)), false
+	}
 	return verr.Error(), false
 }
 
