@@ -239,6 +239,9 @@ func Examine(ctx context.Context, src Source, v Verify) (*Diagnosis, error) {
 		in.KeyFile = src.CertFile
 	}
 	d := Diagnose(ctx, in, v)
+	if in.Key == nil {
+		d.add(SeverityInfo, "no private key given or found in the file: whether it matches was not checked")
+	}
 	if in.KeyFile != "" {
 		if w := keyModeWarning(in.KeyFile); w != "" {
 			d.add(SeverityWarn, "%s", w)
