@@ -108,6 +108,9 @@ type Server struct {
 	tls  *tls.Config
 	log  *slog.Logger
 	http *httpFront // KindHTTP only
+	// clientIDLimit: MQTT CONNECTs are read before the backend is dialled,
+	// to limit by client id.
+	clientIDLimit bool
 
 	ctx    context.Context // cancelled by Shutdown: stops accept and slot waits
 	cancel context.CancelFunc
@@ -140,6 +143,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, log: o.Log.With("listener", o.Name), active: map[*conn]net.Conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tls = serverTLSConfig(o.TLS)
+	s.clientIDLimit = o.Kind == KindTCP && o.Protocol == "mqtt" && o.Limiter.Config().ClientIDRate > 0
 	switch o.Kind {
 	case KindTCP:
 		if o.Backend.Address == "" {
@@ -320,6 +324,11 @@ func (s *Server) serveConn(c *conn) {
 	}
 	c.hello = nil // the hello holds its slices; idle connections should not
 	if ev.Err != nil {
+		return
+	}
+	// A CA's TLS-ALPN-01 validation (RFC 8737) checks only the handshake;
+	// it must not reach a backend.
+	if ev.State.NegotiatedProtocol == "acme-tls/1" {
 		return
 	}
 	switch s.opts.Kind {

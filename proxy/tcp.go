@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"io"
 	"time"
 )
 
@@ -10,10 +11,36 @@ import (
 func (s *Server) forwardTCP(tc *tls.Conn, c *conn) {
 	be := s.backendFor(tc.ConnectionState().ServerName)
 	client := addrOf(c.RemoteAddr())
-	done, refusal := s.opts.Limiter.Backend(s.ctx, client)
+
+	// With a per-client-id limit, the CONNECT is read first: the id is in
+	// it. It is replayed to the backend once connected.
+	var head []byte
+	level := byte(0) // unknown until CONNECT is read
+	if s.clientIDLimit {
+		tc.SetReadDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+		h, info, err := readConnect(io.LimitReader(tc, maxConnectLen+5))
+		tc.SetReadDeadline(time.Time{})
+		if err != nil {
+			s.log.Debug("no MQTT CONNECT", "client", client.String(), "err", err)
+			tc.Close()
+			return
+		}
+		if r := s.opts.Limiter.AdmitClientID(info.ClientID); r != nil {
+			s.refused(client, r)
+			s.answerMQTT(tc, info.Level, reasonRateLimited)
+			return
+		}
+		head, level = h, info.Level
+	}
+
+	done, refusal := s.opts.Limiter.BackendFor(s.ctx, be.String(), client)
 	if refusal != nil {
 		s.refused(client, refusal)
-		s.refuseInProtocol(tc, reasonBusy)
+		reason := reasonBusy
+		if !refusal.Busy {
+			reason = reasonUnavailable
+		}
+		s.refuseInProtocol(tc, head, level, reason)
 		return
 	}
 	start := time.Now()
@@ -24,7 +51,7 @@ func (s *Server) forwardTCP(tc *tls.Conn, c *conn) {
 		s.log.Warn("backend dial failed", "backend", be.String(), "client", client.String(), "err", err)
 		// Tell the client the server is unavailable in its own protocol,
 		// so that it backs off instead of retrying at once.
-		s.refuseInProtocol(tc, reasonUnavailable)
+		s.refuseInProtocol(tc, head, level, reasonUnavailable)
 		return
 	}
 	if !s.setBackend(c, bc) {
@@ -32,9 +59,39 @@ func (s *Server) forwardTCP(tc *tls.Conn, c *conn) {
 		return
 	}
 	defer bc.Close()
+	if len(head) > 0 {
+		bc.SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+		if _, err := bc.Write(head); err != nil {
+			tc.Close()
+			return
+		}
+		bc.SetWriteDeadline(time.Time{})
+	}
 	s.opened()
 	in, out := s.pipe(tc, bc)
-	s.closed(in, out)
+	s.closed(in+int64(len(head)), out)
+}
+
+// refuseInProtocol answers a client we will not forward: for MQTT with a
+// CONNACK giving the reason (reading the CONNECT first unless head already
+// holds it); otherwise the connection is just closed.
+func (s *Server) refuseInProtocol(tc *tls.Conn, head []byte, level byte, reason connackReason) {
+	if s.opts.Protocol != "mqtt" {
+		tc.Close()
+		return
+	}
+	if head != nil {
+		s.answerMQTT(tc, level, reason)
+		return
+	}
+	refuseMQTT(tc, reason, s.opts.HandshakeTimeout)
+	tc.Close()
+}
+
+func (s *Server) answerMQTT(tc *tls.Conn, level byte, reason connackReason) {
+	tc.SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	tc.Write(connack(level, reason))
+	tc.Close()
 }
 
 func (s *Server) dialed(be Backend, took time.Duration, err error) {
@@ -53,13 +110,4 @@ func (s *Server) closed(fromClient, toClient int64) {
 	if h := s.opts.Hooks.ConnClosed; h != nil {
 		h(s.opts.Name, fromClient, toClient)
 	}
-}
-
-// refuseInProtocol answers a client we will not forward: for MQTT with a
-// CONNACK giving the reason; otherwise the connection is just closed.
-func (s *Server) refuseInProtocol(tc *tls.Conn, reason connackReason) {
-	if s.opts.Protocol == "mqtt" {
-		refuseMQTT(tc, reason, s.opts.HandshakeTimeout)
-	}
-	tc.Close()
 }

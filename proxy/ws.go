@@ -26,7 +26,7 @@ var wsHeadersToForward = []string{"Origin", "Cookie", "Authorization", "User-Age
 func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Backend) {
 	raddr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
 	client := addrOf(raddr)
-	done, refusal := h.s.opts.Limiter.Backend(r.Context(), client)
+	done, refusal := h.s.opts.Limiter.BackendFor(r.Context(), be.String(), client)
 	if refusal != nil {
 		h.s.refused(client, refusal)
 		writeRetryLater(w, refusal.RetryAfter)

@@ -112,6 +112,13 @@ func (a *app) loadCertificates() error {
 		for _, w := range b.Warnings {
 			a.log.Warn("certificate warning", "certificate", id, "warning", w)
 		}
+		if b.Diagnosis != nil {
+			for _, f := range b.Diagnosis.Findings {
+				if f.Severity == certs.SeverityInfo {
+					a.log.Info("certificate chain repaired", "certificate", id, "detail", f.Message)
+				}
+			}
+		}
 		a.store.Put(id, b)
 		a.log.Info("certificate loaded", "certificate", id, "names", b.Leaf.DNSNames, "not_after", b.Leaf.NotAfter, "chain", len(b.Cert.Certificate))
 	}
