@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tlsfront/tlsfront/limits"
+)
+
+func newLimiter(t *testing.T, cfg limits.Config) *limits.Limiter {
+	t.Helper()
+	l, err := limits.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// connect311 and connect5 are CONNECTs for client id "dev-1".
+var (
+	connect311 = []byte{0x10, 0x11, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 5, 'd', 'e', 'v', '-', '1'}
+	connect5   = []byte{0x10, 0x12, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 60, 0, 0, 5, 'd', 'e', 'v', '-', '1'}
+)
+
+func TestClientIDLimitAnswersConnectionRateExceeded(t *testing.T) {
+	be := newEchoBackend(t, false)
+	p := startProxy(t, Options{Backend: be.backend(), Protocol: "mqtt",
+		Limiter: newLimiter(t, limits.Config{ClientIDRate: 0.001, ClientIDBurst: 1})})
+
+	// The first CONNECT is admitted and reaches the backend whole: the
+	// echo backend sends it back.
+	c := p.dial(t, "localhost")
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write(connect5)
+	got := make([]byte, len(connect5))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, connect5) {
+		t.Fatalf("backend got % x (%v), want the CONNECT replayed", got, err)
+	}
+
+	// The same client id again at once: refused in MQTT's own words.
+	for _, tt := range []struct {
+		name    string
+		connect []byte
+		want    []byte
+	}{
+		{"mqtt5 connection rate exceeded", connect5, []byte{0x20, 0x03, 0x00, 0x9F, 0x00}},
+		{"mqtt3.1.1 server unavailable", connect311, []byte{0x20, 0x02, 0x00, 0x03}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := p.dial(t, "localhost")
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c.Write(tt.connect)
+			got, _ := io.ReadAll(c)
+			if !bytes.Equal(got, tt.want) {
+				t.Fatalf("CONNACK = % x, want % x", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBreakerAnswersUnavailableAtOnce(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	p := startProxy(t, Options{Backend: Backend{Network: "tcp", Address: dead}, Protocol: "mqtt",
+		Limiter: newLimiter(t, limits.Config{BreakerFailures: 2, BreakerCooldown: time.Minute})})
+	dials := make(chan struct{}, 16)
+	p.opts.Hooks.BackendDial = func(string, string, time.Duration, error) { dials <- struct{}{} }
+
+	for i := 0; i < 4; i++ {
+		c := p.dial(t, "localhost")
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(connect5)
+		got, _ := io.ReadAll(c)
+		if want := []byte{0x20, 0x03, 0x00, 0x88, 0x00}; !bytes.Equal(got, want) {
+			t.Fatalf("attempt %d: CONNACK = % x, want server unavailable % x", i, got, want)
+		}
+	}
+	// Once open, the breaker answers without dialling the dead backend.
+	if n := len(dials); n != 2 {
+		t.Fatalf("backend dialled %d times, want 2 (then the breaker opens)", n)
+	}
+}
