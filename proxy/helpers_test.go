@@ -153,4 +153,3 @@ func (p *testProxy) waitEvent(t *testing.T) *HandshakeEvent {
 		return nil
 	}
 }
-
