@@ -307,7 +307,7 @@ func makeCerts(dir string) error {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "docker-check test CA"},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
+		NotAfter:              now.Add(365 * 24 * time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -330,7 +330,7 @@ func makeCerts(dir string) error {
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
+		NotAfter:     now.Add(90 * 24 * time.Hour), // past the expiry warnings
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -450,8 +450,8 @@ func clientTLS(caFile string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, ServerName: "localhost"}, nil
 }
 
-// roundTripTCP sends bytes through a tcp listener to the echo backend and
-// checks they come back.
+// roundTripTCP sends an MQTT CONNECT through a tcp listener to the echo
+// backend and checks it comes back.
 func roundTripTCP(addr, caFile string) error {
 	cfg, err := clientTLS(caFile)
 	if err != nil {
@@ -464,7 +464,12 @@ func roundTripTCP(addr, caFile string) error {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	msg := []byte("ping through tlsfront\n")
+	// A real MQTT 3.1.1 CONNECT (client ID "docker-check"): an mqtt
+	// listener reads the CONNECT before it dials the backend, and closes
+	// anything else. The echo backend sends it back unchanged.
+	id := "docker-check"
+	vh := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(id))}
+	msg := append([]byte{0x10, byte(len(vh) + len(id))}, append(vh, id...)...)
 	if _, err := c.Write(msg); err != nil {
 		return err
 	}
@@ -476,7 +481,7 @@ func roundTripTCP(addr, caFile string) error {
 		return fmt.Errorf("echo: got %q, want %q", got, msg)
 	}
 	st := c.ConnectionState()
-	fmt.Printf("%s %s, %d bytes echoed\n", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), len(got))
+	fmt.Printf("%s %s, MQTT CONNECT (%d bytes) forwarded and echoed\n", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), len(got))
 	return nil
 }
 
