@@ -2,7 +2,7 @@
 // (stream ssl) and HAProxy, all in front of the same TCP echo backend with
 // the same ECDSA P-256 chain, in one run:
 //
-//	go run ./bench            # about 4 minutes, writes bench/RESULTS.md
+//	go run ./bench            # about 4 minutes (2 rounds), writes bench/RESULTS.md
 //	go run ./bench -quick     # about 1 minute smoke run
 //
 // It measures new TLS connections per second and the proxy's CPU per

@@ -17,13 +17,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -237,6 +235,3 @@ func proxyHeap() heapShare {
 	}
 	return hs
 }
-
-var _ = sync.Once{}
-var _ = os.Getpid

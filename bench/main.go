@@ -46,7 +46,12 @@ type settings struct {
 	label        string
 	nice         int
 	tlsfrontEnv  string
+	tests        map[string]bool
+	rounds       int
 }
+
+// runs reports whether the named test (conn, bulk, rtt, idle) is on.
+func (s *settings) runs(test string) bool { return s.tests[test] }
 
 func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 	s := &settings{}
@@ -59,7 +64,9 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 	fs.IntVar(&s.hsWorkers, "hs-workers", 16, "concurrent connectors in the connection-rate test")
 	fs.DurationVar(&s.bulkDuration, "bulk-duration", 5*time.Second, "time bound of each throughput test")
 	bulkMiB := fs.Int("bulk-mib", 2048, "byte bound of each throughput test, in MiB written")
+	fs.IntVar(&s.rounds, "rounds", 2, "run every target this many times, interleaved, and report the best value of each metric")
 	fs.IntVar(&s.rttCount, "rtt-count", 5000, "round trips in the latency test")
+	tests := fs.String("tests", "conn,bulk,rtt,idle", "comma-separated `list` of tests to run: conn, bulk, rtt, idle")
 	idle := fs.String("idle", "3000,9000", "idle connection counts at which RSS is read (at most 9000: the open-files limit is 20000)")
 	fs.StringVar(&s.perfOut, "perf", "", "record tlsfront with perf during its connection-rate test and write the report to this `file`")
 	fs.BoolVar(&s.quick, "quick", false, "short smoke run (about 1 minute); numbers are not for the record")
@@ -73,6 +80,16 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	s.bulkBytes = int64(*bulkMiB) << 20
+	s.tests = map[string]bool{}
+	for _, t := range strings.Split(*tests, ",") {
+		t = strings.TrimSpace(t)
+		switch t {
+		case "conn", "bulk", "rtt", "idle":
+			s.tests[t] = true
+		default:
+			return nil, fmt.Errorf("-tests: unknown test %q (want conn, bulk, rtt, idle)", t)
+		}
+	}
 	for _, f := range strings.Split(*idle, ",") {
 		var n int
 		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err != nil || n <= 0 || n > 9000 {
@@ -80,7 +97,11 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 		}
 		s.idleSteps = append(s.idleSteps, n)
 	}
+	if s.rounds < 1 || s.rounds > 5 {
+		return nil, fmt.Errorf("-rounds: %d is not between 1 and 5", s.rounds)
+	}
 	if s.quick {
+		s.rounds = 1
 		s.hsDuration = 2 * time.Second
 		s.bulkDuration = time.Second
 		s.bulkBytes = 256 << 20
@@ -176,13 +197,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 
 	started := time.Now()
 	var results []*result
-	for i, t := range targets {
-		fmt.Fprintf(stderr, "bench: %s\n", t.name)
-		r, err := h.measure(ctx, t, i)
-		if err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
+	for round := range set.rounds {
+		for i, t := range targets {
+			fmt.Fprintf(stderr, "bench: round %d/%d: %s\n", round+1, set.rounds, t.name)
+			// Source addresses differ per round too, so that one round's
+			// TIME_WAIT never meets the next.
+			r, err := h.measure(ctx, t, i+len(targets)*round, round)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 	rep := &report{
 		command:  commandLine(args),
@@ -226,34 +251,36 @@ func goBuild(ctx context.Context, dir, out, pkg string) error {
 	return nil
 }
 
-// tlsfrontLimitsOff returns the flags that turn off tlsfront's per-client
-// limits, found by reading its --help, and a note for the report.
+// tlsfrontLimitsOff returns the flags that turn off tlsfront's admission
+// limits, found by reading its --help, and a note for the report. The
+// benchmark opens thousands of connections per second from loopback, which
+// per-client limits (rate, concurrency) and global ones (backend pacing,
+// handshakes in flight) would refuse or slow; nginx and HAProxy run with
+// no such limits either.
 func tlsfrontLimitsOff(bin string) ([]string, string) {
 	out, _ := exec.Command(bin, "--help").CombinedOutput()
 	help := string(out)
-	var args, names []string
+	has := func(name string) bool {
+		return strings.Contains(help, "  -"+name+" ") || strings.Contains(help, "  -"+name+"\n")
+	}
+	if has("limits") {
+		return []string{"--limits=false"}, "tlsfront ran with `--limits=false`: every admission limit off (per-client rate and concurrency, penalty box, global caps, backend pacing), as nginx and HAProxy have none configured."
+	}
+	var args []string
 	for _, f := range limitFlags {
-		if strings.Contains(help, "-"+f.name+" ") || strings.Contains(help, "-"+f.name+"\n") {
-			args = append(args, "--"+f.name+"="+f.off)
-			names = append(names, "--"+f.name+"="+f.off)
+		if has(f) {
+			args = append(args, "--"+f+"=0")
 		}
 	}
-	if len(names) == 0 {
-		return nil, "tlsfront had no per-client limit flags in this build; it ran with its defaults."
+	if len(args) == 0 {
+		return nil, "tlsfront had no admission-limit flags in this build; it ran with its defaults."
 	}
-	return args, "tlsfront ran with its per-client limits off: " + strings.Join(names, " ") + "."
+	return args, "tlsfront ran with its admission limits off: `" + strings.Join(args, " ") + "`."
 }
 
-// limitFlags are tlsfront flags that would refuse or slow the benchmark's
-// single client address, and the value that turns each off.
-var limitFlags = []struct{ name, off string }{
-	{"client-rate", "0"},
-	{"client-burst", "0"},
-	{"client-max-conns", "0"},
-	{"max-conns-per-client", "0"},
-	{"client-handshake-rate", "0"},
-	{"handshake-rate", "0"},
-}
+// limitFlags are tlsfront limits that 0 turns off, for builds without
+// --limits.
+var limitFlags = []string{"client-rate", "client-max-conns", "penalty-failures", "max-conns", "max-handshakes", "backend-rate", "refusal-delay"}
 
 // srcAddr is the load generator's source address for one phase against
 // one target, so TIME_WAIT from one phase never exhausts ports for the next.

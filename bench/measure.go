@@ -20,8 +20,9 @@ const (
 
 // result is everything measured for one target.
 type result struct {
-	name string
-	tls  bool
+	name  string
+	tls   bool
+	round int
 
 	hs    *handshakeResult
 	hsCPU time.Duration // proxy CPU during the connection-rate test
@@ -46,12 +47,15 @@ type result struct {
 // measure runs every test against t. The proxy runs twice: once for the
 // load tests and once, fresh, for the idle-memory test, so its baseline is
 // not the heap left over from the load.
-func (h *harness) measure(ctx context.Context, t *target, idx int) (*result, error) {
-	r := &result{name: t.name, tls: t.tls}
-	if err := h.loadTests(ctx, t, idx, r); err != nil {
-		return nil, err
+func (h *harness) measure(ctx context.Context, t *target, idx, round int) (*result, error) {
+	// Skipped tests leave empty results, which the report shows as "–".
+	r := &result{name: t.name, tls: t.tls, round: round, hs: &handshakeResult{}, bulk1: &bulkResult{}, bulk8: &bulkResult{}, rtt: &rttResult{}, foreign: -1}
+	if h.set.runs("conn") || h.set.runs("bulk") || h.set.runs("rtt") {
+		if err := h.loadTests(ctx, t, idx, r); err != nil {
+			return nil, err
+		}
 	}
-	if t.tls {
+	if t.tls && h.set.runs("idle") {
 		if err := h.idleTest(ctx, t, idx, r); err != nil {
 			return nil, err
 		}
@@ -101,7 +105,7 @@ func (h *harness) loadTests(ctx context.Context, t *target, idx int, r *result) 
 		return err
 	}
 	defer stop()
-	cl, pr, s := rn.cl, rn.proxy, h.set
+	cl, s := rn.cl, h.set
 	m0, ours0 := readMachineCPU(), rn.cpu(h)
 	defer func() { r.foreign = foreignShare(m0, readMachineCPU(), rn.cpu(h)-ours0) }()
 
@@ -110,6 +114,24 @@ func (h *harness) loadTests(ctx context.Context, t *target, idx int, r *result) 
 		return fmt.Errorf("warm-up: no connection completed: %s", w.errs.String())
 	}
 
+	if s.runs("conn") {
+		if err := h.connTest(ctx, rn, t, idx, r); err != nil {
+			return err
+		}
+	}
+	if s.runs("bulk") {
+		h.bulkTests(ctx, rn, idx, r)
+	}
+	if s.runs("rtt") {
+		r.rtt = cl.rtt(ctx, srcAddr(phaseRTT, idx), 1024, 200, s.rttCount, 30*time.Second)
+		h.logf("  rtt 1 KiB: p50 %s p99 %s (%d samples) %s", r.rtt.pct(50), r.rtt.pct(99), len(r.rtt.samples), r.rtt.errs.String())
+	}
+	return ctx.Err()
+}
+
+func (h *harness) connTest(ctx context.Context, rn *running, t *target, idx int, r *result) error {
+	cl, pr, s := rn.cl, rn.proxy, h.set
+	var err error
 	var perfDone func() error
 	if s.perfOut != "" && t.name == "tlsfront" && pr != nil {
 		if perfDone, err = h.startPerf(ctx, pr, s.hsDuration); err != nil {
@@ -128,6 +150,11 @@ func (h *harness) loadTests(ctx context.Context, t *target, idx int, r *result) 
 	}
 	h.logf("    %d conns in %s (%.0f/s), proxy CPU %s %s", r.hs.conns, r.hs.elapsed.Round(time.Millisecond),
 		float64(r.hs.conns)/r.hs.elapsed.Seconds(), r.hsCPU, r.hs.errs.String())
+	return nil
+}
+
+func (h *harness) bulkTests(ctx context.Context, rn *running, idx int, r *result) {
+	cl, pr, s := rn.cl, rn.proxy, h.set
 
 	for _, b := range []struct {
 		conns int
@@ -142,10 +169,6 @@ func (h *harness) loadTests(ctx context.Context, t *target, idx int, r *result) 
 		br := *b.res
 		h.logf("  bulk x%d: %.0f MB/s (%d MiB in %s) %s", b.conns, mbps(br), br.bytes>>20, br.elapsed.Round(time.Millisecond), br.errs.String())
 	}
-
-	r.rtt = cl.rtt(ctx, srcAddr(phaseRTT, idx), 1024, 200, s.rttCount, 30*time.Second)
-	h.logf("  rtt 1 KiB: p50 %s p99 %s (%d samples) %s", r.rtt.pct(50), r.rtt.pct(99), len(r.rtt.samples), r.rtt.errs.String())
-	return ctx.Err()
 }
 
 func (h *harness) idleTest(ctx context.Context, t *target, idx int, r *result) error {
