@@ -171,7 +171,9 @@ type Config struct {
 //     waiting room of 1000; the breaker opens after 5 consecutive dial
 //     failures for 5s. Normal reconnects stay far below that pace; after a
 //     broker restart it spreads the herd.
-//   - an MQTT client ID may CONNECT once a second, bursts of 5.
+//   - no limit per MQTT client ID: enforcing one makes the proxy read the
+//     CONNECT before it dials the backend, which a tcp listener should not
+//     do unasked. Set ClientIDRate (e.g. 1/s, bursts of 5) to turn it on.
 //   - loopback clients (127.0.0.0/8, ::1) are exempt from the per-client
 //     limits: on the same host they are health checks, the self-probe or
 //     a local proxy through which every client would share one address.
@@ -195,8 +197,6 @@ func DefaultConfig() Config {
 		BackendQueue:    1000,
 		BreakerFailures: 5,
 		BreakerCooldown: 5 * time.Second,
-		ClientIDRate:    1,
-		ClientIDBurst:   5,
 		Exempt:          []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 	}
 }

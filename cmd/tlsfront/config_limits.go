@@ -151,7 +151,7 @@ func (c *limitsConfig) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BackendQueue, "backend-queue", c.BackendQueue, "connections that may wait for a turn under --backend-rate at once (0: only --backend-wait bounds it)")
 	fs.IntVar(&c.BreakerFailures, "breaker-failures", c.BreakerFailures, "consecutive failed backend dials that open the circuit breaker (refuse at once for --breaker-cooldown); 0 turns it off")
 	fs.DurationVar(&c.BreakerCooldown, "breaker-cooldown", c.BreakerCooldown, "how long an open circuit breaker refuses before it lets one trial dial through")
-	fs.Float64Var(&c.MQTTClientIDRate, "mqtt-client-id-rate", c.MQTTClientIDRate, "MQTT CONNECTs per second per client ID; 0 turns it off")
+	fs.Float64Var(&c.MQTTClientIDRate, "mqtt-client-id-rate", c.MQTTClientIDRate, "MQTT CONNECTs per second per client ID, answered with CONNACK 0x9F beyond it; makes mqtt listeners read the CONNECT before dialling the backend; 0 (default) turns it off")
 	fs.Var((*exemptList)(&c.Exempt), "limits-exempt", "comma-separated `networks` (CIDR or address) whose clients skip the per-client limits; \"\" exempts none")
 	fs.IntVar(&c.MQTTClientIDBurst, "mqtt-client-id-burst", c.MQTTClientIDBurst, "CONNECTs a client ID may send at once beyond --mqtt-client-id-rate (0: the rate, rounded up)")
 }

@@ -71,7 +71,9 @@ func (a *app) setupMonitor() error {
 		m.Refused(listener, r.Limit)
 	})
 	a.onReload = append(a.onReload, func(id string, _ *certs.Bundle, err error) { m.Reloaded(id, err) })
-	a.onACME = append(a.onACME, m.ACMEEvent)
+	a.onACME = append(a.onACME, func(event string, names []string, err error) {
+		m.ACMEEvent(acmeMonitorEvent(event), names, err)
+	})
 	a.admin.Handle("GET /metrics", m.MetricsHandler())
 	a.admin.Handle("GET /status", m.StatusHandler())
 	a.readyChecks = append(a.readyChecks, m.Ready)
@@ -278,4 +280,20 @@ func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
 		breaker = 1
 	}
 	g(limitBreakerDesc, breaker)
+}
+
+// acmeMonitorEvent maps certs' ACME events onto the monitor's fixed set,
+// so that metrics count them by what happened.
+func acmeMonitorEvent(e string) string {
+	switch e {
+	case certs.EventObtaining, certs.EventRenewing:
+		return monitor.ACMEObtaining
+	case certs.EventObtained:
+		return monitor.ACMEObtained
+	case certs.EventRenewed:
+		return monitor.ACMERenewed
+	case certs.EventFailed, certs.EventRenewFailed:
+		return monitor.ACMEFailed
+	}
+	return e
 }
