@@ -188,6 +188,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		targets = append(targets, t)
 	}
 
+	// Before pinning: nproc counts only the CPUs this process may use.
+	machine := machineInfo()
+
 	// From here on this process is the load generator: one core, the
 	// other one belongs to the proxy under test.
 	if err := pinProcess(loadCPU, set.nice); err != nil {
@@ -214,7 +217,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		date:     started.UTC(),
 		took:     time.Since(started),
 		set:      set,
-		machine:  machineInfo(),
+		machine:  machine,
 		versions: versions(),
 		results:  results,
 		notes:    []string{limitNote},
