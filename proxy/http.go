@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tlsfront/tlsfront/limits"
 )
 
 // HTTPOptions configure a KindHTTP listener.
@@ -86,8 +89,21 @@ func (h *httpFront) reverseProxy(be Backend) *httputil.ReverseProxy {
 		target.Host = "backend" // any name: the transport dials the socket
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// New backend connections go through the same shield as tcp and
+	// WebSocket ones: paced, and refused at once while the breaker is open.
 	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return be.dial(ctx, clientAddrFrom(ctx), nil)
+		src := clientAddrFrom(ctx)
+		client := addrOfNil(src)
+		done, refusal := h.s.opts.Limiter.BackendFor(ctx, be.String(), client)
+		if refusal != nil {
+			h.s.refused(client, refusal)
+			return nil, refusal
+		}
+		start := time.Now()
+		c, err := be.dial(ctx, src, nil)
+		done(err)
+		h.s.dialed(be, time.Since(start), err)
+		return c, err
 	}
 	if be.ProxyProtocol != 0 {
 		// A PROXY header names one client, so a backend connection can
@@ -102,14 +118,26 @@ func (h *httpFront) reverseProxy(be Backend) *httputil.ReverseProxy {
 		},
 		Transport: tr,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var refusal *limits.Refusal
+			if errors.As(err, &refusal) {
+				writeRetryLater(w, refusal.RetryAfter)
+				return
+			}
 			h.s.log.Warn("backend request failed", "backend", be.String(), "client", r.RemoteAddr, "err", err)
-			w.Header().Set("Retry-After", "5")
-			http.Error(w, "backend unavailable", http.StatusBadGateway)
+			writeUnavailable(w)
 		},
 	}
 }
 
 type clientAddrKey struct{}
+
+// addrOfNil is addrOf for an address that may be missing.
+func addrOfNil(a net.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	return addrOf(a)
+}
 
 // clientAddrFrom returns the client address a request carried to the
 // transport, for the PROXY header.

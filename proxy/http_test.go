@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/tlsfront/tlsfront/limits"
 )
 
 // startHTTPBackend serves /who (echoes forwarding headers and protocol) and
@@ -168,5 +171,41 @@ func TestRedirect(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "https://127.0.0.1:8443/path?q=1" {
 		t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestHTTPBackendDownAnswers503WithRetryAfter(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	p := startProxy(t, Options{Kind: KindHTTP, Backend: Backend{Network: "tcp", Address: dead},
+		Limiter: newLimiter(t, limits.Config{BreakerFailures: 1, BreakerCooldown: time.Minute})})
+	// The first request finds the backend down; the next ones are refused
+	// by the open breaker without a dial. Both say when to come back.
+	for i := 0; i < 3; i++ {
+		resp, err := httpsClient(p, false).Get("https://" + p.addr + "/who")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("request %d: %d Retry-After %q, want 503 with Retry-After", i, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+}
+
+func TestRetryAfterIsJittered(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 200; i++ {
+		v := retryAfterValue(10 * time.Second)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 10 || n > 15 {
+			t.Fatalf("Retry-After %q, want 10 to 15 seconds", v)
+		}
+		seen[v] = true
+	}
+	// A herd told to come back must not come back in step.
+	if len(seen) < 3 {
+		t.Fatalf("Retry-After took only %d values in 200 answers", len(seen))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -318,5 +319,31 @@ func TestMQTTConnackWhenBackendDown(t *testing.T) {
 				t.Fatalf("CONNACK = % x, want % x", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestUnixSocketBackend(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broker.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	be, err := ParseBackend("unix:" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, Options{Backend: be})
+	if got := roundTrip(t, p.dial(t, "localhost"), "over a unix socket"); got != "over a unix socket" {
+		t.Fatalf("echo = %q", got)
 	}
 }
