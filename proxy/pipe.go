@@ -14,7 +14,7 @@ import (
 // a connection that goes quiet drops back to waiting without one.
 const (
 	bigBuf   = 32 << 10
-	smallBuf = 2 << 10
+	smallBuf = 512
 	// maxPlaintextRecord is the most a single TLS record can carry; a read
 	// that returns less means the sender is not saturating the link.
 	maxPlaintextRecord = 16 << 10
@@ -28,34 +28,68 @@ var (
 	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
 )
 
-// pipe copies both ways between the client (TLS) and the backend (plain)
-// until both directions end, honouring half-close. It returns the bytes
+// startPipe copies both ways between the client (TLS) and the backend
+// (plain), honouring half-close, on two new goroutines, and returns at
+// once. finish runs once, on the goroutine that ends last, with the bytes
 // carried each way.
-func (s *Server) pipe(client halfCloser, backend net.Conn) (fromClient, toClient int64) {
-	var lastActive atomic.Int64
-	lastActive.Store(time.Now().UnixNano())
+//
+// The caller does not wait: its goroutine ran the TLS handshake and the
+// backend dial, which grew its stack, and a goroutine parked in a read
+// keeps its stack at the largest size it needed. Copying on goroutines
+// started from a shallow frame keeps an idle connection's stacks small.
+func (s *Server) startPipe(client halfCloser, backend net.Conn, finish func(fromClient, toClient int64)) {
+	p := &pipeState{client: client, backend: backend, finish: finish}
+	p.lastActive.Store(time.Now().UnixNano())
+	p.left.Store(2)
 	idle := s.opts.IdleTimeout
-
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		fromClient, _ = copyFromTLS(backend, client, idle, &lastActive)
+		p.fromClient, _ = copyFromTLS(backend, client, idle, &p.lastActive)
 		closeWrite(backend)
+		p.end()
 	}()
-	toClient, _ = copyFromPlain(client, backend, idle, &lastActive)
-	client.CloseWrite()
+	go func() {
+		p.toClient, _ = copyFromPlain(client, backend, idle, &p.lastActive)
+		client.CloseWrite()
+		p.end()
+	}()
+}
 
-	// One side finished: give the other a bounded time to finish too.
-	t := time.NewTimer(closeGrace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		client.Close()
-		backend.Close()
-		<-done
+// pipeState is what the two copy goroutines of one connection share.
+type pipeState struct {
+	client     halfCloser
+	backend    net.Conn
+	finish     func(fromClient, toClient int64)
+	lastActive atomic.Int64
+	left       atomic.Int32 // directions still copying
+	fromClient int64        // written by its goroutine before end
+	toClient   int64        // likewise
+	mu         sync.Mutex
+	grace      *time.Timer // set by the first direction to end
+	done       bool        // both directions ended
+}
+
+// end is called by each direction when it is done.
+func (p *pipeState) end() {
+	if p.left.Add(-1) > 0 {
+		// One side finished: give the other a bounded time to finish
+		// too, without a goroutine waiting for it.
+		p.mu.Lock()
+		if !p.done { // the other side may have ended meanwhile
+			p.grace = time.AfterFunc(closeGrace, func() {
+				p.client.Close()
+				p.backend.Close()
+			})
+		}
+		p.mu.Unlock()
+		return
 	}
-	return fromClient, toClient
+	p.mu.Lock()
+	p.done = true
+	if p.grace != nil {
+		p.grace.Stop()
+	}
+	p.mu.Unlock()
+	p.finish(p.fromClient, p.toClient)
 }
 
 type halfCloser interface {

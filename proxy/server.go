@@ -286,7 +286,13 @@ func (s *Server) untrack(c *conn) {
 // serveConn runs one connection: admit, handshake, forward.
 func (s *Server) serveConn(c *conn) {
 	handedOver := false
+	// continued: the connection's copy goroutines own it from here and
+	// close and untrack it when both directions end.
+	continued := false
 	defer func() {
+		if continued {
+			return
+		}
 		if !handedOver {
 			c.Close()
 		}
@@ -333,7 +339,7 @@ func (s *Server) serveConn(c *conn) {
 	}
 	switch s.opts.Kind {
 	case KindTCP:
-		s.forwardTCP(tc, c)
+		continued = s.forwardTCP(tc, c)
 	case KindHTTP:
 		// net/http owns the connection from here; closing it releases the
 		// admission ticket through c.onClose.

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// forwardTCP connects the handshaken client to its backend and copies bytes
-// both ways until both sides are done.
-func (s *Server) forwardTCP(tc *tls.Conn, c *conn) {
+// forwardTCP connects the handshaken client to its backend and starts
+// copying bytes both ways. It reports whether it did: the copy goroutines
+// then own c, and close and untrack it when both sides are done.
+func (s *Server) forwardTCP(tc *tls.Conn, c *conn) bool {
 	be := s.backendFor(tc.ConnectionState().ServerName)
 	client := addrOf(c.RemoteAddr())
 
@@ -23,12 +24,12 @@ func (s *Server) forwardTCP(tc *tls.Conn, c *conn) {
 		if err != nil {
 			s.log.Debug("no MQTT CONNECT", "client", client.String(), "err", err)
 			tc.Close()
-			return
+			return false
 		}
 		if r := s.opts.Limiter.AdmitClientID(info.ClientID); r != nil {
 			s.refused(client, r)
 			s.answerMQTT(tc, info.Level, reasonRateLimited)
-			return
+			return false
 		}
 		head, level = h, info.Level
 	}
@@ -41,7 +42,7 @@ func (s *Server) forwardTCP(tc *tls.Conn, c *conn) {
 			reason = reasonUnavailable
 		}
 		s.refuseInProtocol(tc, head, level, reason)
-		return
+		return false
 	}
 	start := time.Now()
 	bc, err := be.dial(s.ctx, c.RemoteAddr(), c.LocalAddr())
@@ -52,24 +53,29 @@ func (s *Server) forwardTCP(tc *tls.Conn, c *conn) {
 		// Tell the client the server is unavailable in its own protocol,
 		// so that it backs off instead of retrying at once.
 		s.refuseInProtocol(tc, head, level, reasonUnavailable)
-		return
+		return false
 	}
 	if !s.setBackend(c, bc) {
 		bc.Close()
-		return
+		return false
 	}
-	defer bc.Close()
 	if len(head) > 0 {
 		bc.SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 		if _, err := bc.Write(head); err != nil {
+			bc.Close()
 			tc.Close()
-			return
+			return false
 		}
 		bc.SetWriteDeadline(time.Time{})
 	}
 	s.opened()
-	in, out := s.pipe(tc, bc)
-	s.closed(in+int64(len(head)), out)
+	s.startPipe(tc, bc, func(in, out int64) {
+		bc.Close()
+		s.closed(in+int64(len(head)), out)
+		c.Close()
+		s.untrack(c)
+	})
+	return true
 }
 
 // refuseInProtocol answers a client we will not forward: for MQTT with a
