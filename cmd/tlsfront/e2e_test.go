@@ -24,6 +24,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/tlsfront/tlsfront/internal/broker"
 	"github.com/tlsfront/tlsfront/internal/pki"
@@ -37,12 +38,24 @@ var (
 	binDir  string
 )
 
+// TestMain also makes this test binary the tlsfront command (and a
+// certificate factory) for the testscript CLI tests in script_test.go.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	testscript.Main(cleanupM{m}, map[string]func(){
+		"tlsfront": func() { exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
+		"gencerts": genCertsMain,
+	})
+}
+
+// cleanupM removes the built binary after the tests.
+type cleanupM struct{ m *testing.M }
+
+func (c cleanupM) Run() int {
+	code := c.m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
-	os.Exit(code)
+	return code
 }
 
 // tlsfrontBinary builds the binary once per test run.

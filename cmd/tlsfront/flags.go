@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 // envPrefix: every flag --some-name can also be set as TLSFRONT_SOME_NAME,
@@ -81,7 +82,7 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && f.Name != "config" {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && f.Name != "config" && !(v == "" && isScalar(f)) {
 			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
 				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
 			}
@@ -108,6 +109,22 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 		return nil, &usageError{fmt.Errorf("%s is not valid:\n  %s", where, strings.ReplaceAll(err.Error(), "\n", "\n  "))}
 	}
 	return cfg, nil
+}
+
+// isScalar reports whether f holds a number, bool or duration: for those an
+// empty environment variable means unset, as a blanked variable in a
+// container file usually does. An empty string can mean something (an
+// empty --admin turns the admin listener off).
+func isScalar(f *flag.Flag) bool {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	switch g.Get().(type) {
+	case bool, int, int64, uint, uint64, float64, time.Duration:
+		return true
+	}
+	return false
 }
 
 // configPathFromArgs finds --config before flags are defined.
