@@ -4,7 +4,6 @@ package certs_test
 // its validation authority so that test names resolve to 127.0.0.1.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +28,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // findPebble returns the pebble binary, skipping the test when it is
@@ -56,12 +55,9 @@ func findPebble(t *testing.T) string {
 // freePort reserves a loopback port and frees it for pebble to bind.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	ln := testnet.Listen(t)
+	ln.Close()
+	return port(ln)
 }
 
 // startDNS answers A 127.0.0.1 for every name, over TCP (what pebble's
@@ -103,25 +99,8 @@ type pebble struct {
 	roots   *x509.CertPool // trusts pebble's HTTPS endpoints
 	mgmt    string
 	client  *http.Client
-	out     *syncBuffer
+	out     *testnet.Buffer
 	counted atomic.Int64 // requests through the counting front, see countingFront
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startPebble runs pebble with its own loopback listeners and a test
@@ -177,7 +156,7 @@ func startPebble(t *testing.T, o pebbleOptions) *pebble {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pebble{dir: "https://" + listen + "/dir", mgmt: "https://" + mgmt, roots: pki.Pool(root), out: &syncBuffer{}}
+	p := &pebble{dir: "https://" + listen + "/dir", mgmt: "https://" + mgmt, roots: pki.Pool(root), out: &testnet.Buffer{}}
 	p.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots}}}
 
 	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", startDNS(t))
@@ -274,18 +253,6 @@ func (p *pebble) countingFront(t *testing.T) string {
 	return srv.URL + "/dir"
 }
 
-// listen binds a loopback port; the listeners are bound before pebble
-// starts because its config names the ports it validates on.
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 func port(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
 // serveTLS completes handshakes on ln with cfg, then holds each
@@ -293,30 +260,15 @@ func port(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 // cleanup.
 func serveTLS(t *testing.T, ln net.Listener, cfg *tls.Config) {
 	t.Helper()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				tc := tls.Server(c, cfg)
-				tc.SetDeadline(time.Now().Add(20 * time.Second))
-				if tc.Handshake() == nil {
-					// Pebble closes after the handshake; a test client
-					// closes after reading the certificate.
-					io.Copy(io.Discard, tc)
-				}
-			}()
+	testnet.Serve(t, ln, func(c net.Conn) {
+		tc := tls.Server(c, cfg)
+		tc.SetDeadline(time.Now().Add(20 * time.Second))
+		if tc.Handshake() == nil {
+			// Pebble closes after the handshake; a test client
+			// closes after reading the certificate.
+			io.Copy(io.Discard, tc)
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	})
 }
 
 // serveHTTP serves h on ln until cleanup.

@@ -19,6 +19,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // events records ACME events and lets a test wait for one.
@@ -104,7 +105,7 @@ func (e *events) wait(t *testing.T, name, subject string, n int, d time.Duration
 // work (a renewal a handshake queued, a lock release) after Stop, and
 // t.Log after the test ends panics.
 func testLog(t *testing.T) *slog.Logger {
-	buf := &syncBuffer{}
+	buf := &testnet.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("certmagic log:\n%s", buf.String())
@@ -151,7 +152,9 @@ type setupOptions struct {
 
 func newSetup(t *testing.T, o setupOptions) (*acmeSetup, string) {
 	t.Helper()
-	httpLn, tlsLn := listen(t), listen(t)
+	// Bound before pebble starts: its config names the ports it
+	// validates on.
+	httpLn, tlsLn := testnet.Listen(t), testnet.Listen(t)
 	po := pebbleOptions{alwaysValid: o.alwaysValid, validity: o.validity, httpPort: port(httpLn), tlsPort: port(tlsLn)}
 	p := startPebble(t, po)
 	ca := p.dir
@@ -412,7 +415,7 @@ func TestWrapTLSConfigKeepsClientALPN(t *testing.T) {
 	if len(cfg.NextProtos) != 0 {
 		t.Fatalf("NextProtos = %v", cfg.NextProtos)
 	}
-	ln := listen(t)
+	ln := testnet.Listen(t)
 	serveTLS(t, ln, cfg)
 	for _, tc := range []struct {
 		name  string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 func TestParseClientCAs(t *testing.T) {
@@ -80,22 +81,12 @@ func mtlsHandshake(t *testing.T, cas *ClientCAs, srvCA *pkitest.CA, client *tls.
 	srvLeaf := srvCA.Leaf(pki.Options{})
 	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srvLeaf.DER, srvCA.Intermediate.DER}, PrivateKey: srvLeaf.Key}}}
 	cas.Configure(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testnet.Listen(t)
 	srvErr := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			srvErr <- err
-			return
-		}
-		defer c.Close()
+	testnet.Serve(t, ln, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		srvErr <- tls.Server(c, cfg).Handshake()
-	}()
+	})
 	cc := srvCA.ClientConfig("localhost")
 	if client != nil {
 		cc.Certificates = []tls.Certificate{*client}

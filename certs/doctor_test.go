@@ -20,6 +20,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // drOffline is a fetch seam with the network taken away; it counts calls.
@@ -90,24 +91,15 @@ func drDump(d *Diagnosis) string {
 // with a client trusting only roots. It returns the client's error.
 func drHandshake(t *testing.T, cert *tls.Certificate, roots *x509.CertPool, serverName string) error {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testnet.Listen(t)
 	done := make(chan struct{})
-	go func() {
+	testnet.Serve(t, ln, func(conn net.Conn) {
 		defer close(done)
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		// The server's own handshake error is the client's alert; the
 		// client's view is what the test checks.
 		_ = tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{*cert}}).Handshake()
-	}()
+	})
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	conn, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: serverName})
 	if err == nil {

@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // clock is a settable test clock.
@@ -38,25 +38,14 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// logBuffer is a JSON log sink safe for concurrent writers.
+type logBuffer struct{ testnet.Buffer }
 
 // records returns the JSON log records with the given message.
-func (s *syncBuffer) records(t *testing.T, msg string) []map[string]any {
+func (s *logBuffer) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -153,7 +142,7 @@ func TestWindowForgetsOldFailures(t *testing.T) {
 
 func TestHandshakeLogCollapsesBurst(t *testing.T) {
 	clk := newClock()
-	var logs syncBuffer
+	var logs logBuffer
 	m := newTestMonitor(t, Options{Now: clk.Now, Log: slog.New(slog.NewJSONHandler(&logs, nil)),
 		HandshakeLogBurst: 3, HandshakeLogPeriod: time.Minute})
 	for range 1000 {
@@ -370,25 +359,11 @@ func TestEvaluateRaisesConditions(t *testing.T) {
 func tlsServer(t *testing.T, ca *pkitest.CA, leaf *pki.Cert) string {
 	t.Helper()
 	cert := tls.Certificate{Certificate: [][]byte{leaf.DER, ca.Intermediate.DER}, PrivateKey: leaf.Key}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				c.(*tls.Conn).Handshake()
-			})
-		}
+	ln := tls.NewListener(testnet.Listen(t), &tls.Config{Certificates: []tls.Certificate{cert}})
+	testnet.Serve(t, ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.(*tls.Conn).Handshake()
 	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	return ln.Addr().String()
 }
 

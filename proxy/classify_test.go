@@ -17,6 +17,7 @@ import (
 	"github.com/tlsfront/tlsfront/internal/ja4"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 func TestClassifyFirstBytes(t *testing.T) {
@@ -119,19 +120,10 @@ func TestAlertTexts(t *testing.T) {
 // server answers its hello with a fatal alert of the given code.
 func alertFromRealPeer(t *testing.T, code byte) error {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testnet.Listen(t)
 	done := make(chan struct{})
-	go func() {
+	testnet.Serve(t, ln, func(c net.Conn) {
 		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		hdr := make([]byte, 5)
 		if _, err := io.ReadFull(c, hdr); err != nil {
@@ -139,7 +131,7 @@ func alertFromRealPeer(t *testing.T, code byte) error {
 		}
 		io.CopyN(io.Discard, c, int64(hdr[3])<<8|int64(hdr[4]))
 		c.Write([]byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, code})
-	}()
+	})
 	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

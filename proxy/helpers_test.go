@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // echoBackend is a TCP server that echoes, optionally after reading a
@@ -21,43 +21,24 @@ import (
 type echoBackend struct {
 	ln      net.Listener
 	headers chan *proxyproto.Header
-	wg      sync.WaitGroup
 }
 
 func newEchoBackend(t *testing.T, expectProxy bool) *echoBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &echoBackend{ln: ln, headers: make(chan *proxyproto.Header, 16)}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
+	b := &echoBackend{ln: testnet.Listen(t), headers: make(chan *proxyproto.Header, 16)}
+	testnet.Serve(t, b.ln, func(c net.Conn) {
+		var r io.Reader = c
+		if expectProxy {
+			br := bufio.NewReader(c)
+			h, err := proxyproto.Read(br)
 			if err != nil {
 				return
 			}
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer c.Close()
-				var r io.Reader = c
-				if expectProxy {
-					br := bufio.NewReader(c)
-					h, err := proxyproto.Read(br)
-					if err != nil {
-						return
-					}
-					b.headers <- h
-					r = br
-				}
-				io.Copy(c, r)
-			}()
+			b.headers <- h
+			r = br
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
+		io.Copy(c, r)
+	})
 	return b
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 func TestTCPForwardServesCompleteChain(t *testing.T) {
@@ -75,20 +76,11 @@ func TestTLSPolicy(t *testing.T) {
 func TestHalfCloseIsHonoured(t *testing.T) {
 	// The backend answers only after the client has finished sending, as
 	// a request/response protocol over a half-closed socket does.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	ln := testnet.Listen(t)
+	testnet.Serve(t, ln, func(c net.Conn) {
 		data, _ := io.ReadAll(c)
 		c.Write([]byte("got " + string(data)))
-	}()
+	})
 	p := startProxy(t, Options{Backend: Backend{Network: "tcp", Address: ln.Addr().String()}})
 	c := p.dial(t, "localhost")
 	c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -107,21 +99,8 @@ func TestHalfCloseIsHonoured(t *testing.T) {
 
 func TestSNIRouting(t *testing.T) {
 	named := func(name string) Backend {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				io.WriteString(c, name)
-				c.Close()
-			}
-		}()
+		ln := testnet.Listen(t)
+		testnet.Serve(t, ln, func(c net.Conn) { io.WriteString(c, name) })
 		return Backend{Network: "tcp", Address: ln.Addr().String()}
 	}
 	p := startProxy(t, Options{
@@ -328,16 +307,7 @@ func TestUnixSocketBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	testnet.Serve(t, ln, func(c net.Conn) { io.Copy(c, c) })
 	be, err := ParseBackend("unix:" + path)
 	if err != nil {
 		t.Fatal(err)

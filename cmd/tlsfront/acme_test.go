@@ -21,6 +21,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 func TestACMEConfigValidate(t *testing.T) {
@@ -117,20 +118,8 @@ func TestACMEThroughProxy(t *testing.T) {
 	// port only needs to be some closed port.
 	httpPort, tlsPort := reservePort(t), reservePort(t)
 	p := runPebble(t, bin, httpPort, tlsPort)
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close()
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	backend := testnet.Listen(t)
+	testnet.Serve(t, backend, func(net.Conn) {})
 
 	const name = "broker.tlsfront.test"
 	obtained := make(chan struct{}, 1)
@@ -184,18 +173,15 @@ func pebbleBinary(t *testing.T) string {
 
 func reservePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testnet.Listen(t)
+	ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type pebbleProc struct {
 	dir, mgmt, rootFile string
 	client              *http.Client
-	out                 *lockedBuffer
+	out                 *testnet.Buffer
 }
 
 func runPebble(t *testing.T, bin string, httpPort, tlsPort int) *pebbleProc {
@@ -239,7 +225,7 @@ func runPebble(t *testing.T, bin string, httpPort, tlsPort int) *pebbleProc {
 		"httpPort": httpPort, "tlsPort": tlsPort, "keyAlgorithm": "ecdsa",
 	}})
 	cfgPath, _ := pki.WriteFile(dir, "pebble.json", cfgJSON, 0o644)
-	p := &pebbleProc{dir: "https://" + listen + "/dir", mgmt: "https://" + mgmt, rootFile: rootFile, out: &lockedBuffer{}}
+	p := &pebbleProc{dir: "https://" + listen + "/dir", mgmt: "https://" + mgmt, rootFile: rootFile, out: &testnet.Buffer{}}
 	p.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool(root)}}}
 	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", dnsLn.Addr().String())
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // testApp is the whole proxy running in the test process, as runServe
@@ -15,7 +17,7 @@ import (
 type testApp struct {
 	t      testing.TB
 	app    *app
-	logs   *lockedBuffer
+	logs   *testnet.Buffer
 	cancel context.CancelFunc
 	done   chan error // receives serve's result once
 
@@ -37,7 +39,7 @@ func startApp(t testing.TB, args ...string) *testApp {
 // serves, to add hooks.
 func startAppWith(t testing.TB, prepare func(*app), args ...string) *testApp {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testnet.Buffer{}
 	full := append([]string{
 		"--admin", "127.0.0.1:0",
 		"--state-dir", t.TempDir(),
@@ -124,24 +126,3 @@ func (ta *testApp) Stop() error {
 	})
 	return ta.stopErr
 }
-
-// lockedBuffer is a bytes.Buffer safe for the app's goroutines and the
-// test to share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
-func (b *lockedBuffer) String() string { return string(b.Bytes()) }

@@ -29,6 +29,7 @@ import (
 	"github.com/tlsfront/tlsfront/internal/broker"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 var (
@@ -81,27 +82,10 @@ func tlsfrontBinary(t *testing.T) string {
 // proc is a running tlsfront.
 type proc struct {
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *testnet.Buffer
 	exited chan error
 	addrs  map[string]string // listener name -> address, from the log
 	admin  string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startTLSFront runs the binary with args (plus JSON logs and an admin on
@@ -109,7 +93,7 @@ func (s *syncBuffer) String() string {
 func startTLSFront(t *testing.T, args ...string) *proc {
 	t.Helper()
 	args = append([]string{"--log-format", "json", "--admin", "127.0.0.1:0", "--state-dir", t.TempDir()}, args...)
-	p := &proc{cmd: exec.Command(tlsfrontBinary(t), args...), logs: &syncBuffer{}, exited: make(chan error, 1), addrs: map[string]string{}}
+	p := &proc{cmd: exec.Command(tlsfrontBinary(t), args...), logs: &testnet.Buffer{}, exited: make(chan error, 1), addrs: map[string]string{}}
 	pr, pw := io.Pipe()
 	p.cmd.Stderr = io.MultiWriter(p.logs, pw)
 	if err := p.cmd.Start(); err != nil {
@@ -336,22 +320,9 @@ func TestStartRefusesBadInput(t *testing.T) {
 }
 
 func TestSIGTERMDrainsThenExits(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	backend := testnet.Echo(t)
 	tc := newTestCerts(t)
-	p := startTLSFront(t, "--listen", "127.0.0.1:0", "--backend", ln.Addr().String(), "--kind", "tcp",
+	p := startTLSFront(t, "--listen", "127.0.0.1:0", "--backend", backend, "--kind", "tcp",
 		"--cert", tc.cert, "--key", tc.key, "--trust-ca", tc.root, "--shutdown-grace", "30s")
 	c, err := tls.Dial("tcp", p.addrs["main"], tc.ca.ClientConfig("localhost"))
 	if err != nil {

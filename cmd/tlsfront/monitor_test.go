@@ -20,6 +20,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 	"github.com/tlsfront/tlsfront/monitor"
 	"github.com/tlsfront/tlsfront/proxy"
 )
@@ -37,34 +38,8 @@ func newMonFixture(t *testing.T) *monFixture {
 	t.Helper()
 	ca := pkitest.NewCA(t)
 	f := &monFixture{ca: ca, files: ca.WriteLeaf(ca.Leaf(pki.Options{})), root: ca.RootFile()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Go(func() { io.Copy(io.Discard, c); c.Close() })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	ln := testnet.Listen(t)
+	testnet.Serve(t, ln, func(c net.Conn) { io.Copy(io.Discard, c) })
 	f.backend = ln.Addr().String()
 	return f
 }

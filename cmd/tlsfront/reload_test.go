@@ -25,51 +25,8 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
-
-// echoBackend is a plaintext TCP echo server on loopback, stopped (with
-// all its connections) when the test ends.
-func echoBackend(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
 
 // noClientRate turns off the per-client connection rate limit: these tests
 // make many handshakes from one address on purpose, and the limiter has
@@ -367,7 +324,7 @@ func TestHotReload(t *testing.T) {
 			f := newReloadFixture(t)
 			first, next := f.ca.Leaf(pki.Options{}), f.ca.Leaf(pki.Options{})
 			l := tc.layout(t, f, t.TempDir(), first)
-			args := []string{"--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", l.cert, "--key", l.key, "--trust-ca", f.root, "--reload-debounce", "50ms", noClientRate}
+			args := []string{"--listen", "127.0.0.1:0", "--backend", testnet.Echo(t), "--cert", l.cert, "--key", l.key, "--trust-ca", f.root, "--reload-debounce", "50ms", noClientRate}
 			if tc.trigger != nil {
 				args = append(args, "--no-watch")
 			}
@@ -498,7 +455,7 @@ func TestRejectedRenewalKeepsServing(t *testing.T) {
 			first := f.ca.Leaf(pki.Options{})
 			files := f.ca.WriteLeaf(first)
 			cfgFile := filepath.Join(t.TempDir(), "tlsfront.yaml")
-			backend := echoBackend(t)
+			backend := testnet.Echo(t)
 			writePEM(t, cfgFile, []byte(fmt.Sprintf(`
 trust: {ca_file: %q}
 certificates:
@@ -556,7 +513,7 @@ func TestWatchRetriesHalfWrittenPair(t *testing.T) {
 	first, next := f.ca.Leaf(pki.Options{}), f.ca.Leaf(pki.Options{})
 	files := f.ca.WriteLeaf(first)
 	events := make(chan reloadEvent, 100)
-	ta := startAppWith(t, recordReloads(events), noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--reload-debounce", "30ms")
+	ta := startAppWith(t, recordReloads(events), noClientRate, "--listen", "127.0.0.1:0", "--backend", testnet.Echo(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--reload-debounce", "30ms")
 	ta.WaitLog("watching certificate files", 5*time.Second)
 	addr := ta.Addr("main")
 
@@ -585,7 +542,7 @@ func TestReloadInterval(t *testing.T) {
 	f := newReloadFixture(t)
 	first, next := f.ca.Leaf(pki.Options{}), f.ca.Leaf(pki.Options{})
 	files := f.ca.WriteLeaf(first)
-	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch", "--reload-interval", "1s")
+	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", testnet.Echo(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch", "--reload-interval", "1s")
 	f.ca.WriteLeafTo(files.Dir, next)
 	f.waitSerial(t, ta.Addr("main"), serialOf(next))
 	if !strings.Contains(ta.Logs(), "trigger=interval") {
@@ -597,7 +554,7 @@ func TestReloadUnchanged(t *testing.T) {
 	f := newReloadFixture(t)
 	first := f.ca.Leaf(pki.Options{})
 	files := f.ca.WriteLeaf(first)
-	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch")
+	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", testnet.Echo(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch")
 	code, resp := postReload(t, ta)
 	if res := resp.find(t, "main"); code != http.StatusOK || res.Result != certs.Unchanged || res.Serial != serialOf(first) || res.NotAfter == nil {
 		t.Fatalf("POST /reload of unchanged files = %d %+v, want 200, unchanged, serial %s and not_after", code, resp, serialOf(first))
@@ -628,7 +585,7 @@ func TestClientAuthReload(t *testing.T) {
 	files := f.ca.WriteLeaf(f.ca.Leaf(pki.Options{}))
 	caFile := filepath.Join(t.TempDir(), "clients.pem")
 	writePEM(t, caFile, oldCA.Root.CertPEM())
-	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", echoBackend(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--client-ca", caFile, "--no-watch")
+	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", testnet.Echo(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--client-ca", caFile, "--no-watch")
 	addr := ta.Addr("main")
 
 	clientCert := func(ca *pkitest.CA) *tls.Certificate {

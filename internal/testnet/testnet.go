@@ -1,0 +1,113 @@
+package testnet
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Listen returns a TCP listener on a free port of 127.0.0.1. It is closed
+// when the test ends; closing it earlier is fine.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen on loopback: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// Serve accepts connections on ln until the test ends and calls handle
+// for each on its own goroutine. The connection is closed when handle
+// returns, so handle need not close it.
+//
+// When the test ends, Serve closes ln and every connection still open,
+// then waits for the accept loop and every handle to return. A handle
+// must therefore return once its connection is closed; one blocked on
+// anything else (a full channel, say) stalls the test's cleanup.
+func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  = map[net.Conn]struct{}{}
+		closed bool // set at cleanup; guards conns against a late Accept
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if closed {
+				// Accepted just as cleanup closed the others.
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				handle(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+}
+
+// Echo starts a TCP server on loopback that writes back whatever each
+// connection sends, and returns its address. It stops when the test
+// ends, as Serve does.
+func Echo(t testing.TB) string {
+	t.Helper()
+	ln := Listen(t)
+	Serve(t, ln, func(c net.Conn) { io.Copy(c, c) })
+	return ln.Addr().String()
+}
+
+// Buffer is a bytes.Buffer safe for concurrent use: a server, a process
+// or a logger may write to it while the test reads it. The zero value is
+// empty and ready to use.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p to the buffer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// Bytes returns a copy of what has been written so far.
+func (b *Buffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.b.Bytes())
+}
+
+// String returns what has been written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
