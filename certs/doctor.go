@@ -629,23 +629,30 @@ func names(cs []*x509.Certificate) string {
 	return strings.Join(out, ", ")
 }
 
+// givenOrder compares the order of what was given (a file, or what a
+// server sent) with the wanted chain: the given certificates that are on
+// it, in their given order; the intermediates of want that were given, in
+// the wanted order; and whether the two orders agree.
+func (dr *doctor) givenOrder(want []*x509.Certificate) (given, wanted []*x509.Certificate, inOrder bool) {
+	for _, c := range dr.given {
+		if contains(want, c) {
+			given = append(given, c)
+		}
+	}
+	for _, c := range want[1:] {
+		if contains(dr.given, c) {
+			wanted = append(wanted, c)
+		}
+	}
+	return given, wanted, slices.EqualFunc(given, wanted, func(a, b *x509.Certificate) bool { return a.Equal(b) })
+}
+
 // reportRepairs says how the served chain differs from the file.
 func (dr *doctor) reportRepairs(want []*x509.Certificate, anchor *x509.Certificate) {
 	d := dr.d
 	repaired := false
-	var inFile []*x509.Certificate
-	for _, c := range dr.given {
-		if contains(want, c) {
-			inFile = append(inFile, c)
-		}
-	}
-	var wantGiven []*x509.Certificate
-	for _, c := range want[1:] {
-		if contains(dr.given, c) {
-			wantGiven = append(wantGiven, c)
-		}
-	}
-	if !slices.EqualFunc(inFile, wantGiven, func(a, b *x509.Certificate) bool { return a.Equal(b) }) {
+	inFile, wantGiven, inOrder := dr.givenOrder(want)
+	if !inOrder {
 		repaired = true
 		d.add(SeverityInfo, "the intermediates in the file were out of order (%s); serving each followed by its issuer (%s)", names(inFile), names(wantGiven))
 	}
@@ -680,19 +687,8 @@ func (dr *doctor) reportRepairs(want []*x509.Certificate, anchor *x509.Certifica
 // the wrong order. Missing intermediates are reported by checkClients.
 func (dr *doctor) reportServedFlaws(want []*x509.Certificate, anchor *x509.Certificate) {
 	d := dr.d
-	var sent []*x509.Certificate
-	for _, c := range dr.given {
-		if contains(want, c) {
-			sent = append(sent, c)
-		}
-	}
-	var wantSent []*x509.Certificate
-	for _, c := range want[1:] {
-		if contains(dr.given, c) {
-			wantSent = append(wantSent, c)
-		}
-	}
-	if !slices.EqualFunc(sent, wantSent, func(a, b *x509.Certificate) bool { return a.Equal(b) }) {
+	sent, wantSent, inOrder := dr.givenOrder(want)
+	if !inOrder {
 		d.add(SeverityWarn, "the server sends the intermediates out of order (%s; should be %s, each followed by its issuer); strict clients reject this", names(sent), names(wantSent))
 	}
 	for _, c := range dr.given {

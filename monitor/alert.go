@@ -102,19 +102,10 @@ type sink struct {
 
 const alertQueue = 256
 
+// newAlerter takes o with Cooldown and Retries already defaulted by New.
 func newAlerter(o AlertOptions, log *slog.Logger, now func() time.Time) (*alerter, error) {
-	if o.Cooldown == 0 {
-		o.Cooldown = time.Hour
-	}
-	if o.Retries == 0 {
-		o.Retries = 5
-	}
-	if o.RetryBase == 0 {
-		o.RetryBase = time.Second
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Second
-	}
+	setZero(&o.RetryBase, time.Second)
+	setZero(&o.Timeout, 10*time.Second)
 	if o.Client == nil {
 		o.Client = &http.Client{}
 	}

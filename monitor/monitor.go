@@ -162,6 +162,50 @@ const (
 	maxCounters = 4096
 )
 
+// Defaults returns the tunable settings New uses for zero fields: probes
+// every 60 s with a 10 s timeout, expiry alerts at 21 and 7 days, a
+// failure-ratio alert at 10 % of handshakes with at least 50 failures, a
+// refusal-spike alert at 100 per window, 5 failed-handshake lines per
+// minute per kind, alerts repeated at most hourly with 5 delivery retries.
+func Defaults() Options {
+	return Options{
+		ProbeInterval:      60 * time.Second,
+		ProbeTimeout:       10 * time.Second,
+		ExpiryWarn:         []time.Duration{21 * 24 * time.Hour, 7 * 24 * time.Hour},
+		FailureRatio:       0.1,
+		FailureMin:         50,
+		RefusalSpike:       100,
+		HandshakeLogBurst:  5,
+		HandshakeLogPeriod: time.Minute,
+		Alerts:             AlertOptions{Cooldown: time.Hour, Retries: 5},
+	}
+}
+
+// fillDefaults sets every zero tunable to its value in Defaults.
+func (o *Options) fillDefaults() {
+	d := Defaults()
+	setZero(&o.ProbeInterval, d.ProbeInterval)
+	setZero(&o.ProbeTimeout, d.ProbeTimeout)
+	setZero(&o.FailureRatio, d.FailureRatio)
+	setZero(&o.FailureMin, d.FailureMin)
+	setZero(&o.RefusalSpike, d.RefusalSpike)
+	setZero(&o.HandshakeLogBurst, d.HandshakeLogBurst)
+	setZero(&o.HandshakeLogPeriod, d.HandshakeLogPeriod)
+	setZero(&o.Alerts.Cooldown, d.Alerts.Cooldown)
+	setZero(&o.Alerts.Retries, d.Alerts.Retries)
+	if o.ExpiryWarn == nil {
+		o.ExpiryWarn = d.ExpiryWarn
+	}
+}
+
+// setZero sets *p to v when *p is the zero value.
+func setZero[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
 // New checks o and returns a Monitor. It starts nothing: Run does.
 func New(o Options) (*Monitor, error) {
 	if o.Log == nil {
@@ -179,29 +223,7 @@ func New(o Options) (*Monitor, error) {
 	if o.ProbeRoots == nil {
 		o.ProbeRoots = func() (*x509.CertPool, error) { return nil, nil }
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&o.ProbeInterval, 60*time.Second)
-	def(&o.ProbeTimeout, 10*time.Second)
-	def(&o.HandshakeLogPeriod, time.Minute)
-	if o.ExpiryWarn == nil {
-		o.ExpiryWarn = []time.Duration{21 * 24 * time.Hour, 7 * 24 * time.Hour}
-	}
-	if o.FailureRatio == 0 {
-		o.FailureRatio = 0.1
-	}
-	if o.FailureMin == 0 {
-		o.FailureMin = 50
-	}
-	if o.RefusalSpike == 0 {
-		o.RefusalSpike = 100
-	}
-	if o.HandshakeLogBurst == 0 {
-		o.HandshakeLogBurst = 5
-	}
+	o.fillDefaults()
 	var errs []error
 	if o.ProbeInterval < 0 || o.ProbeTimeout < 0 || o.HandshakeLogPeriod < 0 {
 		errs = append(errs, errors.New("probe interval, probe timeout and log period must not be negative"))

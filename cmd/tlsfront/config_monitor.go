@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tlsfront/tlsfront/monitor"
 )
 
 // monitorConfig is the monitor section of the configuration: self-probes,
@@ -66,35 +68,30 @@ type monitorConfig struct {
 
 const day = 24 * time.Hour
 
-// defaults fills in zero values. It runs before flags are bound, so that
-// --help shows the defaults and flags override the file.
+// defaults fills in zero values from monitor.Defaults. It runs before
+// flags are bound, so that --help shows the defaults and flags override
+// the file.
 func (c *monitorConfig) defaults() {
-	set := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	set(&c.ProbeInterval, 60*time.Second)
-	set(&c.ProbeTimeout, 10*time.Second)
-	set(&c.AlertCooldown, time.Hour)
-	set(&c.HandshakeLogPeriod, time.Minute)
-	if c.AlertRetries == 0 {
-		c.AlertRetries = 5
-	}
+	d := monitor.Defaults()
+	setZero(&c.ProbeInterval, d.ProbeInterval)
+	setZero(&c.ProbeTimeout, d.ProbeTimeout)
+	setZero(&c.AlertCooldown, d.Alerts.Cooldown)
+	setZero(&c.AlertRetries, d.Alerts.Retries)
+	setZero(&c.FailureRatio, d.FailureRatio)
+	setZero(&c.FailureMin, d.FailureMin)
+	setZero(&c.RefusalSpike, d.RefusalSpike)
+	setZero(&c.HandshakeLogBurst, d.HandshakeLogBurst)
+	setZero(&c.HandshakeLogPeriod, d.HandshakeLogPeriod)
 	if len(c.ExpiryWarn) == 0 {
-		c.ExpiryWarn = durationList{21 * day, 7 * day}
+		c.ExpiryWarn = durationList(d.ExpiryWarn)
 	}
-	if c.FailureRatio == 0 {
-		c.FailureRatio = 0.1
-	}
-	if c.FailureMin == 0 {
-		c.FailureMin = 50
-	}
-	if c.RefusalSpike == 0 {
-		c.RefusalSpike = 100
-	}
-	if c.HandshakeLogBurst == 0 {
-		c.HandshakeLogBurst = 5
+}
+
+// setZero sets *p to v when *p is the zero value.
+func setZero[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
 	}
 }
 
