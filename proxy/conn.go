@@ -19,7 +19,10 @@ type conn struct {
 	// only as a bad record MAC; classify reads the alert from here.
 	tail    [7]byte
 	tailLen int
-	hello   *tls.ClientHelloInfo
+	// handshook stops the recording: after the handshake the bytes are the
+	// application's, and copying them costs every read.
+	handshook bool
+	hello     *tls.ClientHelloInfo
 
 	closeOnce sync.Once
 	onClose   func()
@@ -27,7 +30,7 @@ type conn struct {
 
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 {
+	if n > 0 && !c.handshook {
 		if c.headLen < len(c.head) {
 			c.headLen += copy(c.head[c.headLen:], b[:n])
 		}

@@ -329,6 +329,7 @@ func (s *Server) serveConn(c *conn) {
 		s.opts.Observe(ev)
 	}
 	c.hello = nil // the hello holds its slices; idle connections should not
+	c.handshook = true
 	if ev.Err != nil {
 		return
 	}
