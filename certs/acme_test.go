@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/internal/pebbletest"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
@@ -155,9 +156,9 @@ func newSetup(t *testing.T, o setupOptions) (*acmeSetup, string) {
 	// Bound before pebble starts: its config names the ports it
 	// validates on.
 	httpLn, tlsLn := testnet.Listen(t), testnet.Listen(t)
-	po := pebbleOptions{alwaysValid: o.alwaysValid, validity: o.validity, httpPort: port(httpLn), tlsPort: port(tlsLn)}
-	p := startPebble(t, po)
-	ca := p.dir
+	po := pebbletest.Options{AlwaysValid: o.alwaysValid, Validity: o.validity, HTTPPort: port(httpLn), TLSPort: port(tlsLn)}
+	p := &pebble{Server: pebbletest.Start(t, po)}
+	ca := p.DirectoryURL
 	if o.countCA {
 		ca = p.countingFront(t)
 	}
@@ -165,7 +166,7 @@ func newSetup(t *testing.T, o setupOptions) (*acmeSetup, string) {
 	a, err := certs.NewACME(certs.ACMEOptions{
 		CA:                 ca,
 		Email:              "ops@tlsfront.test",
-		CARoots:            p.roots,
+		CARoots:            p.Roots,
 		Storage:            t.TempDir(),
 		OnDemand:           o.onDemand,
 		OnEvent:            ev.record,
@@ -217,7 +218,7 @@ func TestACMEIssuesConfiguredName(t *testing.T) {
 			const name = "mqtt.tlsfront.test"
 			s.manage(t, name)
 			s.ev.wait(t, certs.EventObtained, name, 1, 30*time.Second)
-			roots := s.pebble.issuedRoots(t)
+			roots := s.pebble.IssuedRoots(t)
 			leaf := waitServed(t, s.tlsLn.Addr(), name, roots, nil)
 			if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != name {
 				t.Fatalf("served names %v, want [%s]", leaf.DNSNames, name)
@@ -255,7 +256,7 @@ func TestACMERenewsAndServesNewCertificate(t *testing.T) {
 	const name = "renew.tlsfront.test"
 	s.manage(t, name)
 	s.ev.wait(t, certs.EventObtained, name, 1, 30*time.Second)
-	roots := s.pebble.issuedRoots(t)
+	roots := s.pebble.IssuedRoots(t)
 	first := waitServed(t, s.tlsLn.Addr(), name, roots, nil)
 	s.ev.wait(t, certs.EventRenewed, name, 1, 30*time.Second)
 	second := waitServed(t, s.tlsLn.Addr(), name, roots, first.SerialNumber)
@@ -268,7 +269,7 @@ func TestACMEOnDemand(t *testing.T) {
 	od := loopbackOnly
 	od.Allow = []string{"*.devices.tlsfront.test", "exact.tlsfront.test"}
 	s, _ := newSetup(t, setupOptions{http: true, tls: true, onDemand: &od, countCA: true})
-	roots := s.pebble.issuedRoots(t)
+	roots := s.pebble.IssuedRoots(t)
 
 	for _, tc := range []struct {
 		name    string
