@@ -15,8 +15,11 @@ build:
 
 # A local CA, a real MQTT broker (Mosquitto if installed, else an embedded
 # one) and tlsfront in front of it for mqtts and wss. Ctrl-C stops it.
+# (The demo runs as a built binary: `go run` reports an interrupted child
+# as a failure.)
 run: build
-	$(GO) run ./cmd/tlsfront-demo --bin $(BIN)
+	$(GO) build -o bin/tlsfront-demo ./cmd/tlsfront-demo
+	./bin/tlsfront-demo --bin $(BIN)
 
 # Every test, with the race detector. Tests that need Mosquitto or Pebble
 # skip locally when those are missing, and fail in CI (CI=true).
