@@ -30,9 +30,6 @@ type trustConfig struct {
 	// trust (e.g. old devices that get no updates). A chain one of them
 	// cannot verify is a warning naming the store.
 	ExtraStores map[string]string `yaml:"extra_stores"`
-
-	// stores is what loadTrust read from the files above.
-	stores *trustStores
 }
 
 func (c *trustConfig) registerFlags(fs *flag.FlagSet) {

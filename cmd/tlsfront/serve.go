@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +26,7 @@ import (
 type app struct {
 	cfg     *config
 	log     *slog.Logger
-	roots   *x509.CertPool // nil means the system roots; set by loadTrust
+	trust   *trustStores // the pools clients trust; set by loadTrust
 	store   *certs.Store
 	limiter *limits.Limiter
 	admin   *http.ServeMux

@@ -88,8 +88,7 @@ func (a *app) loadTrust() error {
 	if err != nil {
 		return err
 	}
-	a.cfg.Trust.stores = ts
-	a.roots = ts.roots
+	a.trust = ts
 	return nil
 }
 
@@ -101,17 +100,9 @@ func (a *app) verify() certs.Verify {
 	if a.cfg.StateDir != "" {
 		cacheDir = filepath.Join(a.cfg.StateDir, "intermediates")
 	}
-	ts := a.cfg.Trust.stores
-	if ts == nil || ts.roots != a.roots {
-		// a.roots was set some other way than loadTrust: it wins.
-		ts = &trustStores{roots: a.roots, extra: extraOf(ts)}
+	ts := a.trust
+	if ts == nil { // loadTrust not run: system roots, nothing extra
+		ts = &trustStores{}
 	}
 	return a.cfg.Trust.verifyWith(ts, cacheDir)
-}
-
-func extraOf(ts *trustStores) map[string]*x509.CertPool {
-	if ts == nil {
-		return nil
-	}
-	return ts.extra
 }
