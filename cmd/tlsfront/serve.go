@@ -129,7 +129,22 @@ func (a *app) loadCertificates() error {
 			errs = append(errs, fmt.Errorf("no certificate covers %q, which a route sends to a backend; add one whose SANs include it", name))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Prove each certificate with a real handshake for the names routed
+	// to it, as every reload does, so that a key the TLS stack cannot use
+	// fails the start (and check-config --load), not every handshake.
+	routed := a.routedByCertificate()
+	for i := range a.cfg.Certificates {
+		id, _ := a.certSource(i)
+		probe := *a.store.Get(id)
+		probe.Source.Names = routed[id]
+		if err := certs.SelfTest(&probe, a.verify()); err != nil {
+			return fmt.Errorf("certificates[%d] (%s): %w", i, id, err)
+		}
+	}
+	return nil
 }
 
 func (a *app) tlsConfig() *tls.Config {

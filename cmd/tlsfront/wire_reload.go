@@ -25,10 +25,7 @@ const clientCAID = "client_auth.ca_file"
 // listener and, when configured, a timer. It also turns on client
 // certificate verification when client_auth.ca_file is set.
 //
-// It proves every loaded certificate with an in-memory handshake first, so
-// that a key the TLS stack cannot use fails the start (and check-config
-// --load) instead of every handshake. It starts no goroutine: the
-// triggers run as tasks of serve.
+// It starts no goroutine: the triggers run as tasks of serve.
 func (a *app) setupReload() error {
 	r := &reloader{
 		log:      a.log,
@@ -41,13 +38,6 @@ func (a *app) setupReload() error {
 	for i := range a.cfg.Certificates {
 		id, src := a.certSource(i)
 		src.Names = routed[id]
-		if b := a.store.Get(id); b != nil {
-			probe := *b
-			probe.Source = src
-			if err := certs.SelfTest(&probe, a.verify()); err != nil {
-				return fmt.Errorf("certificates[%d] (%s): %w", i, id, err)
-			}
-		}
 		r.certs = append(r.certs, reloadTarget{id: id, src: src})
 	}
 	if ca := a.cfg.ClientAuth; ca.enabled() {
