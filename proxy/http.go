@@ -66,6 +66,11 @@ func newHTTPFront(s *Server, o HTTPOptions) (*httpFront, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       o.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// The client's address rides in every request's context, set once
+		// per connection, for the PROXY header and the limiter.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, clientAddrKey{}, c.RemoteAddr())
+		},
 	}
 	h.ln = newChanListener()
 	go func() {
@@ -165,9 +170,7 @@ func (h *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveWebSocket(w, r, be)
 		return
 	}
-	raddr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
-	ctx := context.WithValue(r.Context(), clientAddrKey{}, net.Addr(raddr))
-	h.proxies[be].ServeHTTP(w, r.WithContext(ctx))
+	h.proxies[be].ServeHTTP(w, r)
 }
 
 func isWebSocketUpgrade(r *http.Request) bool {

@@ -24,8 +24,8 @@ var wsWriteBuffers = &sync.Pool{}
 var wsHeadersToForward = []string{"Origin", "Cookie", "Authorization", "User-Agent"}
 
 func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Backend) {
-	raddr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
-	client := addrOf(raddr)
+	raddr := clientAddrFrom(r.Context())
+	client := addrOfNil(raddr)
 	done, refusal := h.s.opts.Limiter.BackendFor(r.Context(), be.String(), client)
 	if refusal != nil {
 		h.s.refused(client, refusal)
