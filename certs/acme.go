@@ -158,6 +158,7 @@ type ACME struct {
 	log     *slog.Logger
 	allow   allowList
 	managed atomic.Pointer[map[string]struct{}] // copy on write; names Manage was given
+	known   sync.Map                            // names obtained or loaded into memory: what Served lists
 
 	mu      sync.Mutex // serialises Start, Manage and Stop
 	run     atomic.Pointer[acmeRun]
@@ -525,6 +526,12 @@ func pick(b bool, yes, no string) string {
 }
 
 func (a *ACME) emit(event string, names []string, err error) {
+	switch event {
+	case EventObtained, EventRenewed, EventCached:
+		for _, n := range names {
+			a.known.Store(normalizeName(n), struct{}{})
+		}
+	}
 	if a.opts.OnEvent != nil {
 		a.opts.OnEvent(event, names, err)
 	}

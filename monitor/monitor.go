@@ -137,6 +137,8 @@ type Monitor struct {
 	probes   map[probeKey]ProbeResult
 	probedAt time.Time
 	rounds   uint64
+
+	probeSink
 }
 
 type hsKey struct {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // ProbeTarget is one TLS listener to probe as an outside client would.
@@ -112,7 +114,9 @@ func (m *Monitor) probe(ctx context.Context, t ProbeTarget, name string, roots *
 	r := ProbeResult{Listener: t.Listener, Name: name, Address: t.Address, At: m.now()}
 	// A nil RootCAs is the system roots, which is what clients without a
 	// configured bundle use too.
-	cfg := &tls.Config{ServerName: name, RootCAs: roots}
+	// The probe's own ALPN tells the listener to end the connection after
+	// the handshake: no backend, no breaker, not a client handshake.
+	cfg := &tls.Config{ServerName: name, RootCAs: roots, NextProtos: []string{report.ProbeALPN}}
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: m.o.ProbeTimeout}, Config: cfg}
 	ctx, cancel := context.WithTimeout(ctx, m.o.ProbeTimeout)
 	defer cancel()

@@ -211,7 +211,7 @@ func opensslClient(addr string, args ...string) func(t *testing.T) {
 
 // TestHandshakeFailuresClassified makes real clients fail against a real
 // proxy in each way an operator needs to tell apart, and checks the
-// reason and fingerprint reported through Options.Observe.
+// reason and fingerprint reported with each handshake.
 func TestHandshakeFailuresClassified(t *testing.T) {
 	be := newEchoBackend(t, false)
 	other := pkitest.NewCA(t) // a CA the proxy's certificate is not from

@@ -23,6 +23,11 @@ type conn struct {
 	// application's, and copying them costs every read.
 	handshook bool
 	hello     *tls.ClientHelloInfo
+	// probe: the hello was tlsfront's own self-probe.
+	probe bool
+	// session is set once the connection is handed to net/http, which
+	// sees only the *tls.Conn over it.
+	session *session
 
 	closeOnce sync.Once
 	onClose   func()

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // echoBackend is a TCP server that echoes, optionally after reading a
@@ -71,17 +73,15 @@ func startProxy(t *testing.T, o Options) *testProxy {
 		o.Kind = KindTCP
 	}
 	events := make(chan *HandshakeEvent, 64)
-	if o.Observe == nil {
-		o.Observe = func(ev *HandshakeEvent) {
-			select {
-			case events <- ev:
-			default:
-			}
-		}
-	}
 	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	s.observe = func(ev *HandshakeEvent) {
+		select {
+		case events <- ev:
+		default:
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,5 +132,61 @@ func (p *testProxy) waitEvent(t *testing.T) *HandshakeEvent {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no handshake event within 10s")
 		return nil
+	}
+}
+
+// recorder is a report.Sink that keeps what tests look at.
+type recorder struct {
+	report.Nop
+	mu         sync.Mutex
+	handshakes []report.Handshake
+	closed     []report.ConnClosed
+	refusals   []report.Refusal
+	dials      chan report.BackendDial
+}
+
+func newRecorder() *recorder { return &recorder{dials: make(chan report.BackendDial, 64)} }
+
+func (r *recorder) Handshake(h *report.Handshake) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handshakes = append(r.handshakes, *h)
+}
+
+func (r *recorder) ConnClosed(c report.ConnClosed) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = append(r.closed, c)
+}
+
+func (r *recorder) Refused(rf report.Refusal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refusals = append(r.refusals, rf)
+}
+
+func (r *recorder) BackendDial(d report.BackendDial) {
+	select {
+	case r.dials <- d:
+	default:
+	}
+}
+
+// snapshot returns copies of what was recorded so far.
+func (r *recorder) snapshot() (hs []report.Handshake, closed []report.ConnClosed) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(hs, r.handshakes...), append(closed, r.closed...)
+}
+
+// eventually polls cond until it holds or fails the test after d.
+func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a deadline
 	}
 }

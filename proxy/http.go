@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // HTTPOptions configure a KindHTTP listener.
@@ -31,19 +32,26 @@ type HTTPOptions struct {
 	IdleTimeout time.Duration
 }
 
-// httpFront serves handshaken TLS connections with net/http, which speaks
-// HTTP/1.1 and, by ALPN, HTTP/2.
-type httpFront struct {
-	s       *Server
+// httpForwarder serves handshaken sessions with net/http, which speaks
+// HTTP/1.1 and, by ALPN, HTTP/2, and proxies requests and WebSocket
+// upgrades to the backends.
+type httpForwarder struct {
+	name    string
+	log     *slog.Logger
+	rep     report.Sink
+	dialer  *dialer
 	opts    HTTPOptions
+	backend Backend
+	routes  map[string]Backend
 	srv     *http.Server
 	ln      *chanListener
 	proxies map[Backend]*httputil.ReverseProxy
 	ws      wsRegistry
+	started bool
 	served  chan struct{}
 }
 
-func newHTTPFront(s *Server, o HTTPOptions) (*httpFront, error) {
+func newHTTPForwarder(s *Server, d *dialer, o HTTPOptions) (*httpForwarder, error) {
 	if o.PingInterval == 0 {
 		o.PingInterval = 30 * time.Second
 	}
@@ -53,7 +61,11 @@ func newHTTPFront(s *Server, o HTTPOptions) (*httpFront, error) {
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 2 * time.Minute
 	}
-	h := &httpFront{s: s, opts: o, proxies: map[Backend]*httputil.ReverseProxy{}, served: make(chan struct{})}
+	h := &httpForwarder{
+		name: s.opts.Name, log: s.log, rep: s.rep, dialer: d, opts: o,
+		backend: s.opts.Backend, routes: s.opts.Routes,
+		proxies: map[Backend]*httputil.ReverseProxy{}, served: make(chan struct{}),
+	}
 	h.ws.conns = map[*wsPair]struct{}{}
 	for _, be := range append([]Backend{s.opts.Backend}, mapValues(s.opts.Routes)...) {
 		if be.Address == "" {
@@ -66,17 +78,18 @@ func newHTTPFront(s *Server, o HTTPOptions) (*httpFront, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       o.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		// The client's address rides in every request's context, set once
-		// per connection, for the PROXY header and the limiter.
+		// The session rides in every request's context, set once per
+		// connection, for the PROXY header, the limiter and the logs.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, clientAddrKey{}, c.RemoteAddr())
+			if tc, ok := c.(*tls.Conn); ok {
+				if pc, ok := tc.NetConn().(*conn); ok && pc.session != nil {
+					return context.WithValue(ctx, sessionKey{}, pc.session)
+				}
+			}
+			return ctx
 		},
 	}
 	h.ln = newChanListener()
-	go func() {
-		defer close(h.served)
-		h.srv.Serve(h.ln)
-	}()
 	return h, nil
 }
 
@@ -88,7 +101,51 @@ func mapValues(m map[string]Backend) []Backend {
 	return out
 }
 
-func (h *httpFront) reverseProxy(be Backend) *httputil.ReverseProxy {
+// start runs net/http on the sessions forward delivers.
+func (h *httpForwarder) start() {
+	h.started = true
+	go func() {
+		defer close(h.served)
+		h.srv.Serve(h.ln)
+	}()
+}
+
+// forward hands a session to net/http, which owns the connection from
+// there: closing it ends the session. It returns false when the listener
+// is shutting down.
+func (h *httpForwarder) forward(sess *session) bool {
+	c := sess.c
+	prev := c.onClose
+	c.session = sess
+	c.onClose = func() {
+		prev()
+		sess.release()
+	}
+	if !h.ln.deliver(sess.tc) {
+		c.onClose, c.session = prev, nil
+		return false
+	}
+	return true
+}
+
+type sessionKey struct{}
+
+// sessionFrom returns the session a request belongs to, nil for none.
+func sessionFrom(ctx context.Context) *session {
+	s, _ := ctx.Value(sessionKey{}).(*session)
+	return s
+}
+
+// clientOf returns the client's address and the addresses its connection
+// came from and arrived at, for the limiter and the PROXY header.
+func clientOf(ctx context.Context) (client netip.Addr, src, dst net.Addr) {
+	if s := sessionFrom(ctx); s != nil {
+		return s.client.Addr(), s.c.RemoteAddr(), s.c.LocalAddr()
+	}
+	return netip.Addr{}, nil, nil
+}
+
+func (h *httpForwarder) reverseProxy(be Backend) *httputil.ReverseProxy {
 	target := &url.URL{Scheme: "http", Host: be.Address}
 	if be.Network == "unix" {
 		target.Host = "backend" // any name: the transport dials the socket
@@ -97,18 +154,8 @@ func (h *httpFront) reverseProxy(be Backend) *httputil.ReverseProxy {
 	// New backend connections go through the same shield as tcp and
 	// WebSocket ones: paced, and refused at once while the breaker is open.
 	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-		src := clientAddrFrom(ctx)
-		client := addrOfNil(src)
-		done, refusal := h.s.opts.Limiter.BackendFor(ctx, be.String(), client)
-		if refusal != nil {
-			h.s.refused(client, refusal)
-			return nil, refusal
-		}
-		start := time.Now()
-		c, err := be.dial(ctx, src, nil)
-		done(err)
-		h.s.dialed(be, time.Since(start), err)
-		return c, err
+		client, src, dst := clientOf(ctx)
+		return h.dialer.dial(ctx, be, client, src, dst)
 	}
 	if be.ProxyProtocol != 0 {
 		// A PROXY header names one client, so a backend connection can
@@ -128,43 +175,28 @@ func (h *httpFront) reverseProxy(be Backend) *httputil.ReverseProxy {
 				writeRetryLater(w, refusal.RetryAfter)
 				return
 			}
-			h.s.log.Warn("backend request failed", "backend", be.String(), "client", r.RemoteAddr, "err", err)
+			h.logFor(r).Warn("backend request failed", "backend", be.String(), "err", err)
 			writeUnavailable(w)
 		},
 	}
 }
 
-type clientAddrKey struct{}
-
-// addrOfNil is addrOf for an address that may be missing.
-func addrOfNil(a net.Addr) netip.Addr {
-	if a == nil {
-		return netip.Addr{}
+// logFor is the request's connection-scoped logger.
+func (h *httpForwarder) logFor(r *http.Request) *slog.Logger {
+	if s := sessionFrom(r.Context()); s != nil {
+		return s.log
 	}
-	return addrOf(a)
+	return h.log
 }
 
-// clientAddrFrom returns the client address a request carried to the
-// transport, for the PROXY header.
-func clientAddrFrom(ctx context.Context) net.Addr {
-	a, _ := ctx.Value(clientAddrKey{}).(net.Addr)
-	return a
-}
-
-// serve hands a handshaken connection to net/http. It returns false when
-// the listener is shutting down and the caller still owns tc.
-func (h *httpFront) serve(tc *tls.Conn) bool {
-	return h.ln.deliver(tc)
-}
-
-func (h *httpFront) backendFor(r *http.Request) Backend {
+func (h *httpForwarder) backendFor(r *http.Request) Backend {
 	if r.TLS != nil {
-		return h.s.backendFor(r.TLS.ServerName)
+		return backendFor(h.routes, h.backend, r.TLS.ServerName)
 	}
-	return h.s.opts.Backend
+	return h.backend
 }
 
-func (h *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *httpForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	be := h.backendFor(r)
 	if isWebSocketUpgrade(r) {
 		h.serveWebSocket(w, r, be)
@@ -188,8 +220,11 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-func (h *httpFront) shutdown(ctx context.Context) error {
+func (h *httpForwarder) shutdown(ctx context.Context) error {
 	h.ln.Close()
+	if !h.started {
+		return nil
+	}
 	err := h.srv.Shutdown(ctx)
 	<-h.served
 	if werr := h.ws.wait(ctx); err == nil {
@@ -198,12 +233,12 @@ func (h *httpFront) shutdown(ctx context.Context) error {
 	return err
 }
 
-func (h *httpFront) closeAll() {
+func (h *httpForwarder) closeAll() {
 	h.srv.Close()
 	h.ws.closeAll()
 }
 
-// chanListener is a net.Listener fed by the proxy's own accept loop, so
+// chanListener is a net.Listener fed by the front's own accept loop, so
 // that admission and the handshake stay in one place for every kind.
 type chanListener struct {
 	ch   chan net.Conn
@@ -239,3 +274,5 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+var _ http.Handler = (*httpForwarder)(nil)

@@ -65,10 +65,10 @@ func TestBreakerAnswersUnavailableAtOnce(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
 	ln.Close()
-	p := startProxy(t, Options{Backend: Backend{Network: "tcp", Address: dead}, Protocol: "mqtt",
+	rec := newRecorder()
+	p := startProxy(t, Options{Backend: Backend{Network: "tcp", Address: dead}, Protocol: "mqtt", Reporter: rec,
 		Limiter: newLimiter(t, limits.Config{BreakerFailures: 2, BreakerCooldown: time.Minute})})
-	dials := make(chan struct{}, 16)
-	p.opts.Hooks.BackendDial = func(string, string, time.Duration, error) { dials <- struct{}{} }
+	dials := rec.dials
 
 	for i := 0; i < 4; i++ {
 		c := p.dial(t, "localhost")

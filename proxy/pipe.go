@@ -37,11 +37,10 @@ var (
 // backend dial, which grew its stack, and a goroutine parked in a read
 // keeps its stack at the largest size it needed. Copying on goroutines
 // started from a shallow frame keeps an idle connection's stacks small.
-func (s *Server) startPipe(client halfCloser, backend net.Conn, finish func(fromClient, toClient int64)) {
+func startPipe(client halfCloser, backend net.Conn, idle time.Duration, finish func(fromClient, toClient int64)) {
 	p := &pipeState{client: client, backend: backend, finish: finish}
 	p.lastActive.Store(time.Now().UnixNano())
 	p.left.Store(2)
-	idle := s.opts.IdleTimeout
 	go func() {
 		p.fromClient, _ = copyFromTLS(backend, client, idle, &p.lastActive)
 		closeWrite(backend)

@@ -7,15 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
-	"strings"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // Kind is what a listener speaks after TLS.
@@ -27,6 +29,17 @@ const (
 	KindHTTP Kind = "http" // HTTP/1.1, HTTP/2 and WebSocket
 )
 
+// Listener is what every listener kind offers its owner: the TLS front
+// (Server) and the plain redirect listener alike.
+type Listener interface {
+	// Serve accepts on ln until Shutdown; it returns ErrServerClosed
+	// after Shutdown.
+	Serve(ln net.Listener) error
+	// Shutdown stops accepting, lets open connections finish until ctx
+	// ends, then closes the rest. It is safe to call more than once.
+	Shutdown(ctx context.Context) error
+}
+
 // Options configure one TLS listener.
 type Options struct {
 	// Name identifies the listener in logs, events and metrics.
@@ -36,8 +49,7 @@ type Options struct {
 	// GetConfigForClient). The proxy clones it and fills in safe defaults
 	// where it leaves them unset: TLS 1.2 minimum, ECDHE AEAD suites.
 	TLS *tls.Config
-	// Backend is the default route. For KindHTTP it may also be given as
-	// an http:// URL through HTTPBackend.
+	// Backend is the default route.
 	Backend Backend
 	// Routes maps a lower-case server name to its own backend.
 	Routes map[string]Backend
@@ -52,25 +64,23 @@ type Options struct {
 	// Protocol is what a tcp listener carries, for refusals in the
 	// client's own protocol: "mqtt" or "" (close the connection).
 	Protocol string
-	// Limiter decides admission; nil admits everything.
+	// Limiter decides admission and shields the backends; nil admits
+	// everything.
 	Limiter *limits.Limiter
-	// Observe is called once for every handshake, failed or not, from the
-	// connection's goroutine. It must not block.
-	Observe func(*HandshakeEvent)
+	// Reporter receives every handshake, refusal, connection and backend
+	// dial. Nil drops them.
+	Reporter report.Sink
 	// KnownName reports whether a certificate covers a server name, so a
 	// failed handshake for any other name is reported as unknown_sni.
 	// Nil turns that reason off.
 	KnownName func(serverName string) bool
-	// OnRefuse is called for every refusal by the limiter.
-	OnRefuse func(listener string, client netip.Addr, r *limits.Refusal)
-	// Hooks report connections, bytes and backend dials.
-	Hooks Hooks
 	// HTTP configures KindHTTP listeners.
 	HTTP HTTPOptions
 	Log  *slog.Logger
 }
 
-// HandshakeEvent is the outcome of one TLS handshake.
+// HandshakeEvent is what the front knows of one TLS handshake: what the
+// classifier needs and what is reported.
 type HandshakeEvent struct {
 	Listener string
 	Client   netip.AddrPort
@@ -88,35 +98,32 @@ type HandshakeEvent struct {
 	Reason Reason
 	// JA4 fingerprints the ClientHello; empty when none arrived.
 	JA4 string
+	// Probe is set for tlsfront's own self-probe.
+	Probe bool
 }
 
-// Hooks report what happens to connections after the handshake. Each is
-// optional, called from connection goroutines, and must not block.
-type Hooks struct {
-	// ConnOpened and ConnClosed bracket every proxied connection;
-	// ConnClosed gets the bytes carried each way.
-	ConnOpened func(listener string)
-	ConnClosed func(listener string, fromClient, toClient int64)
-	// BackendDial reports each backend connection attempt.
-	BackendDial func(listener, backend string, took time.Duration, err error)
-}
-
-// Server serves one listener. It owns its accept loop and every
-// connection it accepted.
+// Server is the TLS front of one listener: it takes a slot, accepts,
+// admits, runs the handshake, classifies and reports it, then hands the
+// session to the listener kind's forwarder. It owns its accept loop and
+// every connection it accepted.
 type Server struct {
-	opts Options
-	tls  *tls.Config
-	log  *slog.Logger
-	http *httpFront // KindHTTP only
-	// clientIDLimit: MQTT CONNECTs are read before the backend is dialled,
-	// to limit by client id.
-	clientIDLimit bool
+	opts     Options
+	tls      *tls.Config
+	probeTLS *tls.Config // answers tlsfront's own self-probe
+	log      *slog.Logger
+	rep      report.Sink
+	fwd      forwarder
+	ids      atomic.Uint64 // connection IDs
+	// observe, when set, sees every handshake event before it is
+	// reported; a test seam.
+	observe func(*HandshakeEvent)
 
 	ctx    context.Context // cancelled by Shutdown: stops accept and slot waits
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	closing   bool
+	started   bool
 	listeners []net.Listener
 	active    map[*conn]net.Conn // client conn -> backend conn (nil until dialled)
 	wg        sync.WaitGroup
@@ -126,7 +133,7 @@ type Server struct {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 
-// New checks o and returns a Server ready to Serve.
+// New checks o and returns a Server ready to Serve. It starts nothing.
 func New(o Options) (*Server, error) {
 	if o.Name == "" {
 		return nil, errors.New("listener needs a name")
@@ -140,25 +147,28 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: o, log: o.Log.With("listener", o.Name), active: map[*conn]net.Conn{}}
+	s := &Server{opts: o, log: o.Log.With("listener", o.Name), rep: report.OrDiscard(o.Reporter), active: map[*conn]net.Conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tls = serverTLSConfig(o.TLS)
-	s.clientIDLimit = o.Kind == KindTCP && o.Protocol == "mqtt" && o.Limiter.Config().ClientIDRate > 0
+	d := &dialer{listener: o.Name, shield: o.Limiter, rep: s.rep}
 	switch o.Kind {
 	case KindTCP:
 		if o.Backend.Address == "" {
 			return nil, fmt.Errorf("listener %s: no backend", o.Name)
 		}
+		s.fwd = newTCPForwarder(s, d)
 	case KindHTTP:
 		s.tls.NextProtos = []string{"h2", "http/1.1"}
-		h, err := newHTTPFront(s, o.HTTP)
+		h, err := newHTTPForwarder(s, d, o.HTTP)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", o.Name, err)
 		}
-		s.http = h
+		s.fwd = h
 	default:
 		return nil, fmt.Errorf("listener %s: unknown kind %q (want tcp or http)", o.Name, o.Kind)
 	}
+	s.probeTLS = probeConfig(s.tls)
+	s.tls.GetConfigForClient = s.configForClient(s.tls.GetConfigForClient)
 	return s, nil
 }
 
@@ -182,19 +192,48 @@ func serverTLSConfig(base *tls.Config) *tls.Config {
 	if cfg.CipherSuites == nil {
 		cfg.CipherSuites = modernSuites
 	}
-	inner := cfg.GetConfigForClient
-	// Remember the ClientHello on our conn so a failed handshake can be
-	// reported with what the client offered.
-	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		if c, ok := h.Conn.(*conn); ok {
+	return cfg
+}
+
+// probeConfig is the configuration a self-probe's hello gets: the same
+// certificates, the probe's ALPN, and no client certificate asked for,
+// since the probe checks what clients are served, not who they are. A
+// connection that claims to be a probe is closed right after its
+// handshake, so skipping client authentication gives it nothing.
+func probeConfig(cfg *tls.Config) *tls.Config {
+	p := cfg.Clone()
+	p.NextProtos = []string{report.ProbeALPN}
+	p.GetConfigForClient = nil
+	p.ClientAuth = tls.NoClientCert
+	p.VerifyConnection = nil
+	p.VerifyPeerCertificate = nil
+	return p
+}
+
+func isProbeHello(h *tls.ClientHelloInfo) bool {
+	return len(h.SupportedProtos) == 1 && h.SupportedProtos[0] == report.ProbeALPN
+}
+
+// configForClient remembers the ClientHello on our conn, so that a failed
+// handshake can be reported with what the client offered, and sends the
+// self-probe to its own configuration.
+func (s *Server) configForClient(inner func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		c, _ := h.Conn.(*conn)
+		if c != nil {
 			c.hello = h
+		}
+		if isProbeHello(h) {
+			if c != nil {
+				c.probe = true
+			}
+			return s.probeTLS, nil
 		}
 		if inner != nil {
 			return inner(h)
 		}
 		return nil, nil
 	}
-	return cfg
 }
 
 // Serve accepts on ln until Shutdown. It returns ErrServerClosed after
@@ -207,6 +246,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners = append(s.listeners, ln)
+	if !s.started {
+		s.started = true
+		s.fwd.start()
+	}
 	s.mu.Unlock()
 	s.log.Info("listening", "addr", ln.Addr().String(), "kind", string(s.opts.Kind))
 
@@ -230,7 +273,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			// Out of descriptors or an aborted connection: back off
 			// instead of spinning, and keep serving.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
+			s.log.Warn("accept failed", "err", err, "retry_in", backoff.String())
 			select {
 			case <-time.After(backoff):
 			case <-s.ctx.Done():
@@ -283,20 +326,17 @@ func (s *Server) untrack(c *conn) {
 	s.wg.Done()
 }
 
-// serveConn runs one connection: admit, handshake, forward.
+// serveConn runs one connection through the front, then hands it to the
+// forwarder.
 func (s *Server) serveConn(c *conn) {
-	handedOver := false
-	// continued: the connection's copy goroutines own it from here and
-	// close and untrack it when both directions end.
-	continued := false
+	// owned: the forwarder took the session and ends it (closing c and
+	// untracking it) when it is done.
+	owned := false
 	defer func() {
-		if continued {
-			return
-		}
-		if !handedOver {
+		if !owned {
 			c.Close()
+			s.untrack(c)
 		}
-		s.untrack(c)
 	}()
 	if s.opts.AcceptProxyHeader {
 		pc := proxyproto.NewConn(c.Conn, proxyproto.SetReadHeaderTimeout(s.opts.HandshakeTimeout))
@@ -313,7 +353,7 @@ func (s *Server) serveConn(c *conn) {
 	ticket, refusal := s.opts.Limiter.Admit(client)
 	if refusal != nil {
 		s.refused(client, refusal)
-		s.holdThenClose(c, refusal.Delay)
+		s.holdThenClose(refusal.Delay)
 		return
 	}
 	release := c.onClose
@@ -325,12 +365,13 @@ func (s *Server) serveConn(c *conn) {
 	tc := tls.Server(c, s.tls)
 	ev := s.handshake(tc, c)
 	ticket.Handshake(ev.Err == nil)
-	if s.opts.Observe != nil {
-		s.opts.Observe(ev)
+	if s.observe != nil {
+		s.observe(ev)
 	}
+	s.report(ev)
 	c.hello = nil // the hello holds its slices; idle connections should not
 	c.handshook = true
-	if ev.Err != nil {
+	if ev.Err != nil || ev.Probe {
 		return
 	}
 	// A CA's TLS-ALPN-01 validation (RFC 8737) checks only the handshake;
@@ -338,14 +379,22 @@ func (s *Server) serveConn(c *conn) {
 	if ev.State.NegotiatedProtocol == "acme-tls/1" {
 		return
 	}
-	switch s.opts.Kind {
-	case KindTCP:
-		continued = s.forwardTCP(tc, c)
-	case KindHTTP:
-		// net/http owns the connection from here; closing it releases the
-		// admission ticket through c.onClose.
-		handedOver = s.http.serve(tc)
+	owned = s.fwd.forward(s.newSession(tc, c, ev))
+}
+
+func (s *Server) newSession(tc *tls.Conn, c *conn, ev *HandshakeEvent) *session {
+	sess := &session{
+		tc:      tc,
+		c:       c,
+		client:  ev.Client,
+		sni:     ev.State.ServerName,
+		start:   time.Now(),
+		end:     func() { c.Close(); s.untrack(c) },
+		release: func() { s.untrack(c) },
+		attach:  func(b net.Conn) bool { return s.setBackend(c, b) },
 	}
+	sess.log = s.log.With("conn", strconv.FormatUint(s.ids.Add(1), 10), "client", ev.Client.String(), "sni", sess.sni)
+	return sess
 }
 
 func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
@@ -363,6 +412,7 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 		FirstBytes: c.firstBytes(),
 		Duration:   time.Since(start),
 		Err:        err,
+		Probe:      c.probe,
 	}
 	if err != nil {
 		ev.TimedOut = errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
@@ -376,9 +426,28 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	return ev
 }
 
+// report passes ev to the reporter without copying the hello's slices:
+// the reporter does not keep them past the call.
+func (s *Server) report(ev *HandshakeEvent) {
+	h := report.Handshake{Listener: ev.Listener, Client: ev.Client, Err: ev.Err, Reason: string(ev.Reason), JA4: ev.JA4, Duration: ev.Duration, Probe: ev.Probe}
+	if ev.Err == nil {
+		h.Version, h.SNI = ev.State.Version, ev.State.ServerName
+	}
+	if ev.Hello != nil {
+		h.Offered = ev.Hello.SupportedVersions
+		if h.SNI == "" {
+			h.SNI = ev.Hello.ServerName
+		}
+	}
+	s.rep.Handshake(&h)
+}
+
 func portOf(a net.Addr) uint16 {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return uint16(t.Port)
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Port()
 	}
 	return 0
 }
@@ -389,15 +458,13 @@ func isTimeout(err error) bool {
 }
 
 func (s *Server) refused(client netip.Addr, r *limits.Refusal) {
-	if s.opts.OnRefuse != nil {
-		s.opts.OnRefuse(s.opts.Name, client, r)
-	}
+	s.rep.Refused(report.Refusal{Listener: s.opts.Name, Client: client, Limit: r.Limit})
 }
 
 // holdThenClose keeps a refused socket open for a bounded delay, which slows
-// a client retrying in a tight loop, then closes it. Shutdown cuts the
-// delay short.
-func (s *Server) holdThenClose(c *conn, d time.Duration) {
+// a client retrying in a tight loop, then lets it be closed. Shutdown cuts
+// the delay short.
+func (s *Server) holdThenClose(d time.Duration) {
 	if d <= 0 {
 		return
 	}
@@ -407,14 +474,6 @@ func (s *Server) holdThenClose(c *conn, d time.Duration) {
 	case <-t.C:
 	case <-s.ctx.Done():
 	}
-}
-
-// backendFor picks the route for the negotiated server name.
-func (s *Server) backendFor(sni string) Backend {
-	if b, ok := s.opts.Routes[strings.ToLower(sni)]; ok {
-		return b
-	}
-	return s.opts.Backend
 }
 
 // Addrs returns the addresses being served.
@@ -429,7 +488,8 @@ func (s *Server) Addrs() []net.Addr {
 }
 
 // Shutdown stops accepting, lets open connections finish until ctx ends,
-// then closes the rest. It is safe to call more than once.
+// then closes the rest. It is safe to call more than once, and before
+// Serve.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
@@ -440,37 +500,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		s.cancel()
 	})
-	var httpErr error
+	var fwdErr error
 	done := make(chan struct{})
 	go func() {
-		if s.http != nil {
-			httpErr = s.http.shutdown(ctx)
-		}
+		fwdErr = s.fwd.shutdown(ctx)
 		s.wg.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
-		return httpErr
+		return fwdErr
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
 	n := len(s.active)
-	for c, b := range s.active {
-		c.Close()
-		if b != nil {
-			b.Close()
+	conns := slices.Collect(func(yield func(net.Conn) bool) {
+		for c, b := range s.active {
+			if !yield(c) {
+				return
+			}
+			if b != nil && !yield(b) {
+				return
+			}
 		}
-	}
+	})
 	s.mu.Unlock()
-	if s.http != nil {
-		s.http.closeAll()
+	for _, c := range conns {
+		c.Close()
 	}
+	s.fwd.closeAll()
 	<-done
 	if n > 0 {
 		s.log.Warn("closed connections still open after grace period", "count", n)
 	}
 	return ctx.Err()
 }
-
-var _ http.Handler = (*httpFront)(nil)

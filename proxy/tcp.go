@@ -1,79 +1,119 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"io"
+	"strings"
 	"time"
+
+	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/report"
 )
 
-// forwardTCP connects the handshaken client to its backend and starts
-// copying bytes both ways. It reports whether it did: the copy goroutines
-// then own c, and close and untrack it when both sides are done.
-func (s *Server) forwardTCP(tc *tls.Conn, c *conn) bool {
-	be := s.backendFor(tc.ConnectionState().ServerName)
-	client := addrOf(c.RemoteAddr())
+// tcpForwarder connects each session to its backend and copies bytes both
+// ways. With protocol mqtt it answers refusals with a CONNACK and can limit
+// by MQTT client ID.
+type tcpForwarder struct {
+	name     string
+	ctx      context.Context // the front's: cancelled by Shutdown
+	dialer   *dialer
+	limiter  *limits.Limiter
+	rep      report.Sink
+	backend  Backend
+	routes   map[string]Backend
+	protocol string
+	timeout  time.Duration // for reading a CONNECT and writing answers
+	idle     time.Duration
+	// clientIDLimit: MQTT CONNECTs are read before the backend is dialled,
+	// to limit by client id.
+	clientIDLimit bool
+}
+
+func newTCPForwarder(s *Server, d *dialer) *tcpForwarder {
+	o := s.opts
+	return &tcpForwarder{
+		name: o.Name, ctx: s.ctx, dialer: d, limiter: o.Limiter, rep: s.rep,
+		backend: o.Backend, routes: o.Routes, protocol: o.Protocol,
+		timeout: o.HandshakeTimeout, idle: o.IdleTimeout,
+		clientIDLimit: o.Protocol == "mqtt" && o.Limiter.Config().ClientIDRate > 0,
+	}
+}
+
+func (f *tcpForwarder) start()                             {}
+func (f *tcpForwarder) shutdown(ctx context.Context) error { return nil } // the front's registry holds every session
+func (f *tcpForwarder) closeAll()                          {}
+
+// backendFor picks the route for the negotiated server name.
+func backendFor(routes map[string]Backend, def Backend, sni string) Backend {
+	if b, ok := routes[strings.ToLower(sni)]; ok {
+		return b
+	}
+	return def
+}
+
+// forward connects the session to its backend and starts copying bytes
+// both ways. It reports whether it did: the copy goroutines then own the
+// session and end it when both directions are done.
+func (f *tcpForwarder) forward(sess *session) bool {
+	tc := sess.tc
+	be := backendFor(f.routes, f.backend, sess.sni)
+	client := sess.client.Addr()
 
 	// With a per-client-id limit, the CONNECT is read first: the id is in
 	// it. It is replayed to the backend once connected.
 	var head []byte
 	level := byte(0) // unknown until CONNECT is read
-	if s.clientIDLimit {
-		tc.SetReadDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	if f.clientIDLimit {
+		tc.SetReadDeadline(time.Now().Add(f.timeout))
 		h, info, err := readConnect(io.LimitReader(tc, maxConnectLen+5))
 		tc.SetReadDeadline(time.Time{})
 		if err != nil {
-			s.log.Debug("no MQTT CONNECT", "client", client.String(), "err", err)
-			tc.Close()
+			sess.log.Debug("no MQTT CONNECT", "err", err)
 			return false
 		}
-		if r := s.opts.Limiter.AdmitClientID(info.ClientID); r != nil {
-			s.refused(client, r)
-			s.answerMQTT(tc, info.Level, reasonRateLimited)
+		if r := f.limiter.AdmitClientID(info.ClientID); r != nil {
+			f.rep.Refused(report.Refusal{Listener: f.name, Client: client, Limit: r.Limit})
+			f.answerMQTT(tc, info.Level, reasonRateLimited)
 			return false
 		}
 		head, level = h, info.Level
 	}
 
-	done, refusal := s.opts.Limiter.BackendFor(s.ctx, be.String(), client)
-	if refusal != nil {
-		s.refused(client, refusal)
-		reason := reasonBusy
-		if !refusal.Busy {
-			reason = reasonUnavailable
-		}
-		s.refuseInProtocol(tc, head, level, reason)
-		return false
-	}
-	start := time.Now()
-	bc, err := be.dial(s.ctx, c.RemoteAddr(), c.LocalAddr())
-	done(err)
-	s.dialed(be, time.Since(start), err)
+	bc, err := f.dialer.dial(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr())
 	if err != nil {
-		s.log.Warn("backend dial failed", "backend", be.String(), "client", client.String(), "err", err)
-		// Tell the client the server is unavailable in its own protocol,
-		// so that it backs off instead of retrying at once.
-		s.refuseInProtocol(tc, head, level, reasonUnavailable)
+		reason := reasonUnavailable
+		var refusal *limits.Refusal
+		if errors.As(err, &refusal) {
+			if refusal.Busy {
+				reason = reasonBusy
+			}
+		} else {
+			sess.log.Warn("backend dial failed", "backend", be.String(), "err", err)
+		}
+		// Tell the client in its own protocol, so that it backs off
+		// instead of retrying at once.
+		f.refuseInProtocol(tc, head, level, reason)
 		return false
 	}
-	if !s.setBackend(c, bc) {
+	if !sess.attach(bc) {
 		bc.Close()
 		return false
 	}
 	if len(head) > 0 {
-		bc.SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+		bc.SetWriteDeadline(time.Now().Add(f.timeout))
 		if _, err := bc.Write(head); err != nil {
 			bc.Close()
-			tc.Close()
 			return false
 		}
 		bc.SetWriteDeadline(time.Time{})
 	}
-	s.opened()
-	s.startPipe(tc, bc, func(in, out int64) {
+	f.rep.ConnOpened(f.name)
+	startPipe(tc, bc, f.idle, func(in, out int64) {
 		bc.Close()
-		s.closed(in+int64(len(head)), out)
-		c.Close()
-		s.untrack(c)
+		f.rep.ConnClosed(report.ConnClosed{Listener: f.name, FromClient: in + int64(len(head)), ToClient: out, Duration: time.Since(sess.start)})
+		sess.end()
 	})
 	return true
 }
@@ -81,39 +121,18 @@ func (s *Server) forwardTCP(tc *tls.Conn, c *conn) bool {
 // refuseInProtocol answers a client we will not forward: for MQTT with a
 // CONNACK giving the reason (reading the CONNECT first unless head already
 // holds it); otherwise the connection is just closed.
-func (s *Server) refuseInProtocol(tc *tls.Conn, head []byte, level byte, reason connackReason) {
-	if s.opts.Protocol != "mqtt" {
-		tc.Close()
+func (f *tcpForwarder) refuseInProtocol(tc *tls.Conn, head []byte, level byte, reason connackReason) {
+	if f.protocol != "mqtt" {
 		return
 	}
 	if head != nil {
-		s.answerMQTT(tc, level, reason)
+		f.answerMQTT(tc, level, reason)
 		return
 	}
-	refuseMQTT(tc, reason, s.opts.HandshakeTimeout)
-	tc.Close()
+	refuseMQTT(tc, reason, f.timeout)
 }
 
-func (s *Server) answerMQTT(tc *tls.Conn, level byte, reason connackReason) {
-	tc.SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+func (f *tcpForwarder) answerMQTT(tc *tls.Conn, level byte, reason connackReason) {
+	tc.SetWriteDeadline(time.Now().Add(f.timeout))
 	tc.Write(connack(level, reason))
-	tc.Close()
-}
-
-func (s *Server) dialed(be Backend, took time.Duration, err error) {
-	if h := s.opts.Hooks.BackendDial; h != nil {
-		h(s.opts.Name, be.String(), took, err)
-	}
-}
-
-func (s *Server) opened() {
-	if h := s.opts.Hooks.ConnOpened; h != nil {
-		h(s.opts.Name)
-	}
-}
-
-func (s *Server) closed(fromClient, toClient int64) {
-	if h := s.opts.Hooks.ConnClosed; h != nil {
-		h(s.opts.Name, fromClient, toClient)
-	}
 }

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // WebSocket connections are proxied message by message rather than as raw
@@ -23,15 +26,9 @@ var wsWriteBuffers = &sync.Pool{}
 // the upgrade. The handshake headers themselves are made by the dialer.
 var wsHeadersToForward = []string{"Origin", "Cookie", "Authorization", "User-Agent"}
 
-func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Backend) {
-	raddr := clientAddrFrom(r.Context())
-	client := addrOfNil(raddr)
-	done, refusal := h.s.opts.Limiter.BackendFor(r.Context(), be.String(), client)
-	if refusal != nil {
-		h.s.refused(client, refusal)
-		writeRetryLater(w, refusal.RetryAfter)
-		return
-	}
+func (h *httpForwarder) serveWebSocket(w http.ResponseWriter, r *http.Request, be Backend) {
+	client, src, dst := clientOf(r.Context())
+	log := h.logFor(r)
 	hdr := http.Header{}
 	for _, k := range wsHeadersToForward {
 		if v := r.Header.Values(k); len(v) > 0 {
@@ -43,7 +40,7 @@ func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Ba
 	hdr.Set("X-Forwarded-Host", r.Host)
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return be.dial(ctx, raddr, nil)
+			return h.dialer.dial(ctx, be, client, src, dst)
 		},
 		HandshakeTimeout: 10 * time.Second,
 		Subprotocols:     websocket.Subprotocols(r),
@@ -55,18 +52,19 @@ func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Ba
 		host = "backend"
 	}
 	u := "ws://" + host + r.URL.RequestURI()
-	start := time.Now()
 	bconn, resp, err := d.DialContext(r.Context(), u, hdr)
-	done(err)
-	h.s.dialed(be, time.Since(start), err)
 	if err != nil {
-		h.s.log.Warn("websocket backend dial failed", "backend", be.String(), "client", client.String(), "err", err)
-		if resp != nil && resp.StatusCode >= 400 {
+		var refusal *limits.Refusal
+		switch {
+		case errors.As(err, &refusal):
+			writeRetryLater(w, refusal.RetryAfter)
+		case resp != nil && resp.StatusCode >= 400:
 			// The backend refused the upgrade: pass its answer on.
 			w.WriteHeader(resp.StatusCode)
-			return
+		default:
+			log.Warn("websocket backend dial failed", "backend", be.String(), "err", err)
+			writeUnavailable(w)
 		}
-		writeUnavailable(w)
 		return
 	}
 	// The client gets the subprotocol the backend chose ("mqtt").
@@ -91,9 +89,10 @@ func (h *httpFront) serveWebSocket(w http.ResponseWriter, r *http.Request, be Ba
 		return
 	}
 	defer h.ws.remove(p)
-	h.s.opened()
-	defer h.s.closed(0, 0)
-	p.run(h.opts)
+	start := time.Now()
+	h.rep.ConnOpened(h.name)
+	in, out := p.run(h.opts)
+	h.rep.ConnClosed(report.ConnClosed{Listener: h.name, FromClient: in, ToClient: out, Duration: time.Since(start)})
 }
 
 // writeRetryLater answers 503 with a Retry-After carrying jitter, so a herd
@@ -111,15 +110,25 @@ type wsPair struct {
 	closeOnce       sync.Once
 }
 
-func (p *wsPair) run(o HTTPOptions) {
+// run relays messages both ways until either side ends, then closes both;
+// it returns the message bytes carried from and to the client.
+func (p *wsPair) run(o HTTPOptions) (fromClient, toClient int64) {
 	p.client.SetReadLimit(o.MaxMessageSize)
 	var stopPing func()
 	if o.PingInterval > 0 {
 		stopPing = p.keepalive(o.PingInterval)
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- copyMessages(p.backend, p.client) }()
-	go func() { errc <- copyMessages(p.client, p.backend) }()
+	go func() {
+		n, err := copyMessages(p.backend, p.client)
+		fromClient = n
+		errc <- err
+	}()
+	go func() {
+		n, err := copyMessages(p.client, p.backend)
+		toClient = n
+		errc <- err
+	}()
 	err := <-errc
 	if stopPing != nil {
 		stopPing()
@@ -136,6 +145,7 @@ func (p *wsPair) run(o HTTPOptions) {
 	}
 	p.closeBoth(code, text)
 	<-errc
+	return fromClient, toClient
 }
 
 // keepalive pings the client every interval and expects some frame back
@@ -172,23 +182,25 @@ func (p *wsPair) closeBoth(code int, text string) {
 	})
 }
 
-// copyMessages streams messages from src to dst without buffering a whole
-// message.
-func copyMessages(dst, src *websocket.Conn) error {
+// copyMessages streams messages from src to dst
+// without buffering a whole message, and counts the payload bytes.
+func copyMessages(dst, src *websocket.Conn) (written int64, err error) {
 	for {
 		mt, r, err := src.NextReader()
 		if err != nil {
-			return err
+			return written, err
 		}
 		w, err := dst.NextWriter(mt)
 		if err != nil {
-			return err
+			return written, err
 		}
-		if _, err := io.Copy(w, r); err != nil {
-			return err
+		n, err := io.Copy(w, r)
+		written += n
+		if err != nil {
+			return written, err
 		}
 		if err := w.Close(); err != nil {
-			return err
+			return written, err
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -10,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/pebbletest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
+	"github.com/tlsfront/tlsfront/report"
 )
 
 func TestACMEConfigValidate(t *testing.T) {
@@ -69,10 +70,10 @@ func TestACMEFlags(t *testing.T) {
 	}
 }
 
-// TestSetupACMEStartsNothing checks the wiring newApp does (also for
-// check-config --load): hooks in place, nothing started, NextProtos
+// TestACMEAssemblyStartsNothing checks the assembly newApp does (also for
+// check-config --load): nothing started, ACME names covered, NextProtos
 // untouched so MQTT clients offering ALPN "mqtt" keep working.
-func TestSetupACMEStartsNothing(t *testing.T) {
+func TestACMEAssemblyStartsNothing(t *testing.T) {
 	cfg, err := parseConfig("tlsfront", []string{
 		"--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1883",
 		"--acme-name", "mqtt.example.com",
@@ -80,27 +81,29 @@ func TestSetupACMEStartsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+	a, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler), appOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.store.Fallback == nil || a.redirectWrap == nil || len(a.tasks) == 0 {
-		t.Fatalf("not wired: fallback %v, redirectWrap %v, %d tasks", a.store.Fallback != nil, a.redirectWrap != nil, len(a.tasks))
+	if a.acme == nil || a.certs.Covers("other.example.com") {
+		t.Fatalf("ACME not assembled: acme %v, covers an unrelated name %v", a.acme != nil, a.certs.Covers("other.example.com"))
 	}
-	tc := a.tlsConfig()
+	tc := a.certs.TLSConfig()
 	if tc.GetConfigForClient == nil || len(tc.NextProtos) != 0 {
 		t.Fatalf("tls config: GetConfigForClient %v, NextProtos %v", tc.GetConfigForClient != nil, tc.NextProtos)
 	}
-	// Not started: the fallback has nothing to give yet.
-	if _, err := a.store.Fallback(&tls.ClientHelloInfo{ServerName: "mqtt.example.com"}); err == nil {
-		t.Fatal("fallback served a certificate before the ACME task ran")
+	// Not started: nothing to give yet.
+	if _, err := tc.GetCertificate(&tls.ClientHelloInfo{ServerName: "mqtt.example.com"}); err == nil {
+		t.Fatal("served an ACME certificate before ACME ran")
 	}
 }
 
-// TestACMEThroughProxy runs the whole app with a redirect listener and an
-// MQTT (tcp) listener against a real Pebble that validates with
-// TLS-ALPN-01 through the proxy's TLS listener, then checks the issued
-// certificate is served there.
+// TestACMEThroughProxy runs the whole app with an MQTT (tcp) listener
+// against a real Pebble that validates with TLS-ALPN-01 through the
+// proxy's TLS listener, then checks the issued certificate is served
+// there and is as visible as a file certificate: on /status, with expiry
+// series, probed, and a failed handshake for its name not taken for an
+// unknown name.
 func TestACMEThroughProxy(t *testing.T) {
 	// Pebble's config names the ports it validates on before the app
 	// binds them, so they are reserved here and released for the app.
@@ -113,18 +116,10 @@ func TestACMEThroughProxy(t *testing.T) {
 
 	const name = "broker.tlsfront.test"
 	obtained := make(chan struct{}, 1)
-	ta := startAppWith(t, func(a *app) {
-		a.onACME = append(a.onACME, func(ev string, names []string, err error) {
-			if ev == certs.EventObtained && len(names) == 1 && names[0] == name {
-				select {
-				case obtained <- struct{}{}:
-				default:
-				}
-			}
-		})
-	},
+	ta := startAppWith(t, appOptions{tap: acmeTap{name: name, obtained: obtained}},
 		"--listen", fmt.Sprintf("127.0.0.1:%d", tlsPort), "--backend", backend.Addr().String(),
 		"--acme-ca", p.DirectoryURL, "--acme-ca-root", p.RootFile, "--acme-name", name,
+		"--probe-ca", p.IssuedRootsFile(t), "--probe-interval", "200ms",
 	)
 	select {
 	case <-obtained:
@@ -137,6 +132,28 @@ func TestACMEThroughProxy(t *testing.T) {
 		t.Fatalf("handshake through the proxy: %v", err)
 	}
 	c.Close()
+
+	if _, _, st := adminGet(t, ta, "/status", "application/json"); !strings.Contains(st, name) {
+		t.Errorf("/status does not list the ACME certificate for %s:\n%s", name, st)
+	}
+	if n := metricSum(t, ta, `tlsfront_certificate_expiry_seconds{cert="acme/`+name); n <= 0 {
+		t.Errorf("no expiry series for the ACME certificate (sum %v)", n)
+	}
+	eventually(t, "the ACME name probed and passing", 10*time.Second, func() bool {
+		return metricSum(t, ta, `tlsfront_probe_success{listener="main",name="`+name+`"}`) == 1
+	})
+	// A client that does not trust the CA fails; the name is ours, so
+	// that is not an unknown server name.
+	if c, err := tls.Dial("tcp", ta.Addr("main"), &tls.Config{ServerName: name}); err == nil {
+		c.Close()
+		t.Fatal("a client without the CA's root completed the handshake")
+	}
+	eventually(t, "the failed handshake counted", 5*time.Second, func() bool {
+		return metricSum(t, ta, "tlsfront_handshake_failures_total") >= 1
+	})
+	if n := metricSum(t, ta, `tlsfront_handshake_failures_total{listener="main",reason="unknown_sni"`); n != 0 {
+		t.Errorf("%v failures for the ACME name classified unknown_sni", n)
+	}
 }
 
 // reservePort reserves a loopback port and frees it for the app to bind.
@@ -145,4 +162,20 @@ func reservePort(t *testing.T) int {
 	ln := testnet.Listen(t)
 	ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// acmeTap signals when a certificate for name is obtained.
+type acmeTap struct {
+	report.Nop
+	name     string
+	obtained chan struct{}
+}
+
+func (a acmeTap) ACME(e report.ACME) {
+	if e.Event == report.ACMEObtained && len(e.Names) == 1 && e.Names[0] == a.name {
+		select {
+		case a.obtained <- struct{}{}:
+		default:
+		}
+	}
 }

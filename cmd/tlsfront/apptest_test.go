@@ -32,12 +32,11 @@ type testApp struct {
 // when the test ends.
 func startApp(t testing.TB, args ...string) *testApp {
 	t.Helper()
-	return startAppWith(t, nil, args...)
+	return startAppWith(t, appOptions{}, args...)
 }
 
-// startAppWith is startApp with prepare run on the built app before it
-// serves, to add hooks.
-func startAppWith(t testing.TB, prepare func(*app), args ...string) *testApp {
+// startAppWith is startApp with assembly options (a tap on the events).
+func startAppWith(t testing.TB, o appOptions, args ...string) *testApp {
 	t.Helper()
 	logs := &testnet.Buffer{}
 	full := append([]string{
@@ -50,12 +49,9 @@ func startAppWith(t testing.TB, prepare func(*app), args ...string) *testApp {
 	if err != nil {
 		t.Fatalf("parse config %q: %v", args, err)
 	}
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	a, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), o)
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
-	}
-	if prepare != nil {
-		prepare(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ta := &testApp{t: t, app: a, logs: logs, cancel: cancel, done: make(chan error, 1)}

@@ -80,11 +80,10 @@ would fail.
 	if err := o.trust.validate(); err != nil {
 		return &usageError{fmt.Errorf("check: %w", err)}
 	}
-	ts, err := o.trust.load()
+	v, err := certs.LoadTrust(o.trust.options(o.cacheDir))
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	v := o.trust.verifyWith(ts, o.cacheDir)
 	v.FetchTimeout = o.timeout
 	if o.noFetch {
 		v.FetchAIA = false

@@ -347,11 +347,10 @@ func TestCheckTrustConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseConfig: %v\n%s", err, stderr.String())
 			}
-			a := &app{cfg: cfg}
-			if err := a.loadTrust(); err != nil {
+			v, err := certs.LoadTrust(cfg.Trust.options(filepath.Join(cfg.StateDir, "intermediates")))
+			if err != nil {
 				t.Fatal(err)
 			}
-			v := a.verify()
 			if v.Roots == nil || v.RootsName != f.root || v.BundleDir != f.bundle || v.FetchAIA != tc.fetch || v.ExpiryWarning != tc.warn {
 				t.Errorf("verify() = %+v", v)
 			}
@@ -382,8 +381,8 @@ func TestCheckTrustConfig(t *testing.T) {
 				t.Errorf("%v accepted", args)
 			}
 		}
-		a := &app{cfg: &config{Trust: trustConfig{BundleDir: f.leafOnly}}}
-		if err := a.loadTrust(); err == nil || !strings.Contains(err.Error(), "trust.bundle_dir") {
+		c := trustConfig{BundleDir: f.leafOnly}
+		if _, err := certs.LoadTrust(c.options("")); err == nil || !strings.Contains(err.Error(), "trust.bundle_dir") {
 			t.Errorf("a file as bundle folder: %v", err)
 		}
 	})

@@ -9,7 +9,7 @@ import (
 
 // runCheckConfig validates a configuration and, with --load, also loads and
 // checks its certificates, without serving. Examples are tested with it.
-func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	load := false
 	var rest []string
 	for _, a := range args {
@@ -24,7 +24,7 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if load {
-		if _, err := newApp(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		if _, err := newApp(ctx, cfg, slog.New(slog.DiscardHandler), appOptions{}); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -49,6 +50,14 @@ type certConfig struct {
 	Cert string `yaml:"cert"`
 	// Key defaults to Cert (a combined PEM).
 	Key string `yaml:"key"`
+}
+
+// id names the certificate in logs, metrics and reload results.
+func (cc certConfig) id() string {
+	if cc.Name != "" {
+		return cc.Name
+	}
+	return filepath.Base(cc.Cert)
 }
 
 type listenerConfig struct {

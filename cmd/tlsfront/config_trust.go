@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tlsfront/tlsfront/certs"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,13 @@ func (c *trustConfig) registerFlags(fs *flag.FlagSet) {
 		c.ExtraStores[name] = file
 		return nil
 	})
+}
+
+// options are the trust store as the certificate manager reads it;
+// cacheDir keeps fetched intermediates ("" for none).
+func (c *trustConfig) options(cacheDir string) certs.TrustOptions {
+	return certs.TrustOptions{CAFile: c.CAFile, ExtraStores: c.ExtraStores, BundleDir: c.BundleDir,
+		FetchAIA: c.fetchAIA(), CacheDir: cacheDir, ExpiryWarning: c.ExpiryWarning}
 }
 
 // fetchAIA reports whether missing intermediates may be fetched; on

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +21,7 @@ import (
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
 	"github.com/tlsfront/tlsfront/monitor"
-	"github.com/tlsfront/tlsfront/proxy"
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // monFixture is a CA, a leaf for localhost/127.0.0.1 on disk, and a
@@ -217,9 +216,7 @@ func TestMonitorStatus(t *testing.T) {
 
 	// A reload triggers a probe round at once, whatever the interval.
 	before := metricSum(t, ta, "tlsfront_probe_rounds_total")
-	for _, h := range ta.app.onReload {
-		h("main", nil, nil)
-	}
+	ta.app.rep.Reloaded(report.Reload{ID: "main", Trigger: "test"})
 	eventually(t, "a probe round after the reload", 10*time.Second, func() bool {
 		return metricSum(t, ta, "tlsfront_probe_rounds_total") > before
 	})
@@ -370,35 +367,6 @@ func TestProbeDialAddress(t *testing.T) {
 			}
 			if got := probeDialAddress(tc.probe, ap); got != tc.want {
 				t.Fatalf("got %s, want %s", got, tc.want)
-			}
-		})
-	}
-}
-
-// BenchmarkObserveHandshake is the per-handshake cost of the observer
-// setupMonitor installs, adapter included.
-func BenchmarkObserveHandshake(b *testing.B) {
-	m, err := monitor.New(monitor.Options{HandshakeLogBurst: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	observe := func(ev *proxy.HandshakeEvent) {
-		h := monitorHandshake(ev)
-		m.Handshake(&h)
-	}
-	hello := &tls.ClientHelloInfo{ServerName: "broker.example", SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12}}
-	for _, tc := range []struct {
-		name string
-		ev   *proxy.HandshakeEvent
-	}{
-		{"success", &proxy.HandshakeEvent{Listener: "main", Hello: hello, State: tls.ConnectionState{Version: tls.VersionTLS13, ServerName: "broker.example"}, JA4: "t13d1516h2_8daaf6152771_b0da82dd1658"}},
-		{"failure", &proxy.HandshakeEvent{Listener: "main", Hello: hello, Err: errors.New("remote error: tls: bad certificate"), Reason: "other", JA4: "t13d1516h2_8daaf6152771_b0da82dd1658"}},
-	} {
-		observe(tc.ev) // the one logged line
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				observe(tc.ev)
 			}
 		})
 	}

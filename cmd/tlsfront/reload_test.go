@@ -26,6 +26,7 @@ import (
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // noClientRate turns off the per-client connection rate limit: these tests
@@ -271,10 +272,10 @@ func postReload(t *testing.T, ta *testApp) (int, reloadResponse) {
 
 type reloadResponse struct {
 	OK           bool           `json:"ok"`
-	Certificates []reloadResult `json:"certificates"`
+	Certificates []certs.Result `json:"certificates"`
 }
 
-func (r reloadResponse) find(t *testing.T, id string) reloadResult {
+func (r reloadResponse) find(t *testing.T, id string) certs.Result {
 	t.Helper()
 	for _, c := range r.Certificates {
 		if c.ID == id {
@@ -282,7 +283,7 @@ func (r reloadResponse) find(t *testing.T, id string) reloadResult {
 		}
 	}
 	t.Fatalf("no %q in POST /reload answer %+v", id, r)
-	return reloadResult{}
+	return certs.Result{}
 }
 
 func TestHotReload(t *testing.T) {
@@ -373,26 +374,30 @@ func TestHotReload(t *testing.T) {
 	}
 }
 
-// reloadEvent is one call of an onReload hook.
+// reloadEvent is one reload reported.
 type reloadEvent struct {
 	id  string
-	b   *certs.Bundle
 	err error
 }
 
-// recordReloads adds an onReload hook that sends every call to the
-// returned channel.
-func recordReloads(events chan<- reloadEvent) func(*app) {
-	return func(a *app) {
-		a.onReload = append(a.onReload, func(id string, b *certs.Bundle, err error) {
-			// Hooks must not block the reload; the buffer is far larger
-			// than any test needs.
-			select {
-			case events <- reloadEvent{id, b, err}:
-			default:
-			}
-		})
+// reloadTap sends every reported reload to a channel.
+type reloadTap struct {
+	report.Nop
+	events chan<- reloadEvent
+}
+
+func (r reloadTap) Reloaded(e report.Reload) {
+	// Reporting must not block the reload; the buffer is far larger than
+	// any test needs.
+	select {
+	case r.events <- reloadEvent{e.ID, e.Err}:
+	default:
 	}
+}
+
+// recordReloads taps every reported reload into events.
+func recordReloads(events chan<- reloadEvent) appOptions {
+	return appOptions{tap: reloadTap{events: events}}
 }
 
 func waitReloadEvent(t *testing.T, events <-chan reloadEvent) reloadEvent {
@@ -487,8 +492,8 @@ reload:
 				t.Errorf("reported serving serial %s, want the previous %s", res.Serial, serialOf(first))
 			}
 			ev := waitReloadEvent(t, events)
-			if ev.id != "main" || ev.b != nil || ev.err == nil {
-				t.Fatalf("onReload(%q, %v, %v), want main, nil, the error", ev.id, ev.b, ev.err)
+			if ev.id != "main" || ev.err == nil {
+				t.Fatalf("reported reload (%q, %v), want main and the error", ev.id, ev.err)
 			}
 			if tc.is != nil && !errors.Is(ev.err, tc.is) {
 				t.Errorf("onReload error %q does not wrap %v", ev.err, tc.is)
@@ -519,8 +524,8 @@ func TestWatchRetriesHalfWrittenPair(t *testing.T) {
 
 	atomicWrite(t, files.Cert, pki.ChainPEM(next, f.ca.Intermediate))
 	ev := waitReloadEvent(t, events)
-	if !errors.Is(ev.err, certs.ErrKeyMismatch) || ev.b != nil {
-		t.Fatalf("onReload(%q, %v, %v), want a key mismatch", ev.id, ev.b, ev.err)
+	if !errors.Is(ev.err, certs.ErrKeyMismatch) {
+		t.Fatalf("reported reload (%q, %v), want a key mismatch", ev.id, ev.err)
 	}
 	if !strings.Contains(ta.Logs(), "mid-update, retrying") {
 		t.Errorf("the first attempt was not held back as mid-update:\n%s", ta.Logs())
@@ -532,7 +537,7 @@ func TestWatchRetriesHalfWrittenPair(t *testing.T) {
 	f.waitSerial(t, addr, serialOf(next))
 	for {
 		ev := waitReloadEvent(t, events)
-		if ev.err == nil && ev.b != nil && ev.b.Leaf.SerialNumber.Text(16) == serialOf(next) {
+		if ev.id == "main" && ev.err == nil {
 			break
 		}
 	}
@@ -572,7 +577,7 @@ func TestStartRefusesKeyTLSCannotUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = newApp(cfg, slog.New(slog.DiscardHandler))
+	_, err = newApp(context.Background(), cfg, slog.New(slog.DiscardHandler), appOptions{})
 	var he *certs.HandshakeError
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), files.Key) {
 		t.Fatalf("newApp with a P-224 key = %v, want a self-test handshake error naming %s", err, files.Key)
@@ -634,7 +639,7 @@ func TestClientAuthReload(t *testing.T) {
 			if st.rotate != nil {
 				atomicWrite(t, caFile, st.rotate)
 				code, resp := postReload(t, ta)
-				if res := resp.find(t, clientCAID); code != http.StatusOK || res.Result != certs.Reloaded {
+				if res := resp.find(t, certs.ClientCAID); code != http.StatusOK || res.Result != certs.Reloaded {
 					t.Fatalf("POST /reload = %d %+v, want the client CA reloaded", code, resp)
 				}
 			}
@@ -646,7 +651,7 @@ func TestClientAuthReload(t *testing.T) {
 	t.Run("garbled CA bundle keeps the pool", func(t *testing.T) {
 		atomicWrite(t, caFile, []byte("-----BEGIN CERTIFICATE-----\ngarbage"))
 		code, resp := postReload(t, ta)
-		if res := resp.find(t, clientCAID); code != http.StatusInternalServerError || res.Result != certs.Failed || !strings.Contains(res.Error, caFile) {
+		if res := resp.find(t, certs.ClientCAID); code != http.StatusInternalServerError || res.Result != certs.Failed || !strings.Contains(res.Error, caFile) {
 			t.Fatalf("POST /reload = %d %+v, want 500 and the CA file named", code, resp)
 		}
 		if !connects(newClient) {

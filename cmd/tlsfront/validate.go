@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/tlsfront/tlsfront/proxy"
@@ -51,25 +52,23 @@ func (c *config) validate() error {
 		if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 {
 			bad(f, "timeouts must not be negative")
 		}
-		switch l.Kind {
-		case "redirect":
-			if l.Backend != "" {
-				bad(f+".backend", "a redirect listener has no backend")
-			}
+		kind, ok := listenerKinds[l.Kind]
+		if !ok {
+			bad(f+".kind", "%q is not %s", l.Kind, kindNames())
 			continue
-		case "tcp":
-			if l.Protocol == "" {
-				l.Protocol = "mqtt"
+		}
+		switch {
+		case len(kind.protocols) > 0 && l.Protocol == "":
+			l.Protocol = kind.protocols[0]
+		case len(kind.protocols) > 0 && !slices.Contains(kind.protocols, l.Protocol):
+			bad(f+".protocol", "%q is not %s", l.Protocol, strings.Join(kind.protocols, " or "))
+		case len(kind.protocols) == 0 && l.Protocol != "":
+			bad(f+".protocol", "a %s listener takes no protocol", l.Kind)
+		}
+		if !kind.backend {
+			if l.Backend != "" {
+				bad(f+".backend", "a %s listener has no backend", l.Kind)
 			}
-			if l.Protocol != "mqtt" && l.Protocol != "raw" {
-				bad(f+".protocol", "%q is not mqtt or raw", l.Protocol)
-			}
-		case "http":
-			if l.Protocol != "" {
-				bad(f+".protocol", "only tcp listeners take a protocol")
-			}
-		default:
-			bad(f+".kind", "%q is not tcp, http or redirect", l.Kind)
 			continue
 		}
 		if l.Backend == "" {
@@ -108,7 +107,7 @@ func (c *config) validate() error {
 
 func (c *config) hasTLSListener() bool {
 	for _, l := range c.Listeners {
-		if l.Kind != "redirect" {
+		if listenerKinds[l.Kind].tls {
 			return true
 		}
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -25,31 +27,35 @@ const maxSymlinkHops = 40
 // way to the real file; after any event the set is worked out again, so a
 // symlink now pointing elsewhere moves the watch with it.
 //
-// Events start a quiet period (debounce); reload runs once nothing has
-// happened for that long, so that a certificate written before its key is
-// never read half-way. When reload says the files looked mid-update it
-// runs once more, final, after another quiet period.
+// Events start a quiet period (debounce); once nothing has happened for
+// that long, the watched files' contents are compared with what they were,
+// and reload runs only when one of them changed: other files in the same
+// folders (a broker's log, say) never cause a reload. Waiting for quiet
+// means a certificate written before its key is never read half-way. When
+// reload says the files looked mid-update it runs once more, final, after
+// another quiet period.
 type fileWatch struct {
 	paths    []string
 	debounce time.Duration
 	log      *slog.Logger
 	// reload reloads everything; with final false it may hold back
 	// failures that look mid-update and ask for a retry.
-	reload func(final bool) (retry bool)
+	reload func(ctx context.Context, final bool) (retry bool)
 }
 
-// run watches until ctx ends. It is a task of serve.
-func (w *fileWatch) run(ctx context.Context) {
+// run watches until ctx ends.
+func (w *fileWatch) run(ctx context.Context) error {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		w.log.Error("file watch unavailable; reload with SIGHUP or POST /reload", "err", err)
-		return
+		return nil
 	}
 	defer fw.Close()
 	watched := map[string]bool{}
 	w.sync(fw, watched)
 	w.log.Debug("watching certificate files", "folders", slices.Sorted(maps.Keys(watched)))
 
+	sums := fingerprints(w.paths)
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	defer quiet.Stop()
@@ -57,10 +63,10 @@ func (w *fileWatch) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case ev, ok := <-fw.Events:
 			if !ok {
-				return
+				return nil
 			}
 			if w.log.Enabled(ctx, slog.LevelDebug) {
 				w.log.Debug("certificate folder changed", "path", ev.Name, "op", ev.Op.String())
@@ -70,15 +76,26 @@ func (w *fileWatch) run(ctx context.Context) {
 			quiet.Reset(w.debounce)
 		case err, ok := <-fw.Errors:
 			if !ok {
-				return
+				return nil
 			}
 			// Usually a queue overflow: events were lost, so reload to
 			// be sure.
 			w.log.Warn("file watch error; reloading to be sure", "err", err)
 			w.sync(fw, watched)
+			sums = nil
 			quiet.Reset(w.debounce)
 		case <-quiet.C:
-			if w.reload(retrying) && !retrying {
+			if !retrying {
+				now := fingerprints(w.paths)
+				changed := changedPaths(sums, now)
+				sums = now
+				if len(changed) == 0 {
+					w.log.Debug("certificate folders changed but no watched file did; not reloading")
+					continue
+				}
+				w.log.Info("certificate files changed, reloading", "files", changed)
+			}
+			if w.reload(ctx, retrying) && !retrying {
 				retrying = true
 				quiet.Reset(w.debounce)
 				continue
@@ -149,6 +166,53 @@ func watchDirs(path string) []string {
 			target = filepath.Join(dir, target)
 		}
 		cur = target
+	}
+	return out
+}
+
+// maxFingerprintRead bounds what is read of one watched file; certificate
+// files are far smaller, and a larger file is refused by the load anyway.
+const maxFingerprintRead = 1 << 20
+
+// fingerprint tells whether a file's content changed: a hash of what is
+// at path now (through symlinks), or how it cannot be read. Anything but
+// a regular file is not opened, so a FIFO cannot block the watch.
+func fingerprint(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	if !fi.Mode().IsRegular() {
+		return "not a regular file: " + fi.Mode().String()
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, maxFingerprintRead)); err != nil {
+		return "error: " + err.Error()
+	}
+	return string(h.Sum(nil))
+}
+
+func fingerprints(paths []string) map[string]string {
+	out := make(map[string]string, len(paths))
+	for _, p := range paths {
+		out[p] = fingerprint(p)
+	}
+	return out
+}
+
+// changedPaths lists the paths whose fingerprint differs; with no earlier
+// fingerprints (events were lost) every path counts as changed.
+func changedPaths(before, now map[string]string) []string {
+	var out []string
+	for _, p := range slices.Sorted(maps.Keys(now)) {
+		if old, ok := before[p]; !ok || old != now[p] {
+			out = append(out, p)
+		}
 	}
 	return out
 }

@@ -181,6 +181,26 @@ func (s *Server) IssuedRoots(t testing.TB) *x509.CertPool {
 	return pool
 }
 
+// IssuedRootsFile writes the roots IssuedRoots fetches to a PEM file in a
+// test folder and returns its path.
+func (s *Server) IssuedRootsFile(t testing.TB) string {
+	t.Helper()
+	resp, err := s.client.Get(s.mgmt + "/roots/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "pebble-roots.pem")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Output returns what pebble has written to stdout and stderr so far.
 func (s *Server) Output() string { return s.out.String() }
 

@@ -1,0 +1,94 @@
+package certs
+
+import (
+	"crypto/x509"
+	"log/slog"
+	"slices"
+	"sort"
+
+	"github.com/tlsfront/tlsfront/report"
+)
+
+// Covers reports whether name is one ACME serves or may obtain: a managed
+// name, or one the on-demand allow-list admits. A failed handshake for such
+// a name is not an unknown server name.
+func (a *ACME) Covers(name string) bool {
+	name = normalizeName(name)
+	if a.isManaged(name) {
+		return true
+	}
+	return a.opts.OnDemand != nil && a.allow.match(name)
+}
+
+// Served returns the certificates ACME holds in memory now, one entry per
+// certificate, for status, metrics and probes. It parses chains, so it is
+// for scrape and probe time, not the handshake path.
+func (a *ACME) Served() []Served {
+	r := a.run.Load()
+	if r == nil {
+		return nil
+	}
+	var names []string
+	a.known.Range(func(k, _ any) bool {
+		names = append(names, k.(string))
+		return true
+	})
+	for n := range *a.managed.Load() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	names = slices.Compact(names)
+	seen := map[string]bool{}
+	var out []Served
+	for _, n := range names {
+		for _, c := range r.cache.AllMatchingCertificates(n) {
+			if len(c.Certificate.Certificate) == 0 || seen[string(c.Certificate.Certificate[0])] {
+				continue
+			}
+			seen[string(c.Certificate.Certificate[0])] = true
+			var chain []*x509.Certificate
+			for _, der := range c.Certificate.Certificate {
+				if x, err := x509.ParseCertificate(der); err == nil {
+					chain = append(chain, x)
+				}
+			}
+			if len(chain) == 0 {
+				continue
+			}
+			out = append(out, Served{ID: "acme/" + n, Source: SourceACME, Chain: chain, LoadedAt: chain[0].NotBefore})
+		}
+	}
+	return out
+}
+
+// ReportACME returns an ACMEOptions.OnEvent that logs each event at the
+// level an operator needs and passes it to rep.
+func ReportACME(rep report.Sink, log *slog.Logger) func(event string, names []string, err error) {
+	rep = report.OrDiscard(rep)
+	return func(event string, names []string, err error) {
+		kind := report.ACMECached
+		switch event {
+		case EventFailed, EventRenewFailed:
+			kind = report.ACMEFailed
+			log.Error("acme "+event, "names", names, "err", err)
+		case EventRefused:
+			kind = report.ACMERefused
+			// Scanners trying random names would flood the log at info.
+			log.Debug("acme "+event, "names", names, "err", err)
+		case EventOCSPRevoked:
+			kind = report.ACMERevoked
+			log.Warn("acme "+event, "names", names)
+		default:
+			switch event {
+			case EventObtaining, EventRenewing:
+				kind = report.ACMEObtaining
+			case EventObtained:
+				kind = report.ACMEObtained
+			case EventRenewed:
+				kind = report.ACMERenewed
+			}
+			log.Info("acme "+event, "names", names)
+		}
+		rep.ACME(report.ACME{Event: kind, Names: names, Err: err})
+	}
+}

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/monitor"
+	"github.com/tlsfront/tlsfront/proxy"
+	"github.com/tlsfront/tlsfront/report"
+)
+
+// app is tlsfront assembled: what newApp builds and serve runs.
+type app struct {
+	cfg      *config
+	log      *slog.Logger
+	limiter  *limits.Limiter // nil with limits off
+	mon      *monitor.Monitor
+	acme     *certs.ACME // nil without ACME
+	certs    *certs.Manager
+	rep      report.Sink
+	reloads  *reloads
+	admin    *http.ServeMux
+	adminLn  net.Listener // nil with the admin listener off
+	adminSrv *http.Server
+
+	listeners []*boundListener
+	addrs     map[string]net.Addr // listener name -> bound address
+
+	// components run while serving, in build order; serve stops them in
+	// reverse order.
+	components []component
+	serving    atomic.Bool
+}
+
+// boundListener is a configured listener, built and bound.
+type boundListener struct {
+	cfg  listenerConfig
+	kind listenerKind
+	srv  proxy.Listener
+	ln   net.Listener
+}
+
+// component is one part that runs while tlsfront serves. run returns when
+// ctx ends, or early with an error, which stops tlsfront. stop, when set,
+// ends run gracefully instead of cancelling its ctx.
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+	stop func(ctx context.Context) error
+}
+
+// appOptions are what a test may add to the assembly.
+type appOptions struct {
+	// tap receives every event besides the monitor.
+	tap report.Sink
+}
+
+func runServe(ctx context.Context, args []string, _ io.Writer, stderr io.Writer) error {
+	cfg, err := parseConfig("tlsfront", args, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, cfg, newLogger(cfg.Log, stderr), appOptions{})
+	if err != nil {
+		return err
+	}
+	return a.serve(ctx)
+}
+
+func newLogger(c logConfig, w io.Writer) *slog.Logger {
+	lvl, _ := parseLevel(c.Level)
+	opts := &slog.HandlerOptions{Level: slog.Level(lvl)}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// newApp builds every part in dependency order; it fails, naming the file
+// or field, when something would keep clients from connecting. It opens
+// no socket and starts nothing (check-config --load runs it beside a
+// running tlsfront): serve binds and runs.
+func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*app, error) {
+	a := &app{cfg: cfg, log: log, admin: http.NewServeMux(), addrs: map[string]net.Addr{}}
+	if err := a.buildLimiter(); err != nil {
+		return nil, err
+	}
+	if err := a.buildMonitor(); err != nil {
+		return nil, err
+	}
+	a.rep = report.Tee(a.mon.Sink(), o.tap)
+	if err := a.buildCertificates(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.buildListeners(); err != nil {
+		return nil, err
+	}
+	a.reloads = newReloads(a)
+	a.buildAdmin()
+	a.components = append(a.components, a.reloads.components()...)
+	for _, l := range a.listeners {
+		a.components = append(a.components, component{
+			name: "listener " + l.cfg.Name,
+			run:  func(context.Context) error { return l.srv.Serve(l.ln) },
+			stop: l.srv.Shutdown,
+		})
+	}
+	if a.cfg.Admin != "" {
+		a.components = append(a.components, component{
+			name: "admin",
+			run:  func(context.Context) error { return a.adminSrv.Serve(a.adminLn) },
+			stop: func(context.Context) error { return a.adminSrv.Close() },
+		})
+	}
+	return a, nil
+}
+
+func (a *app) buildLimiter() error {
+	c := a.cfg.Limits
+	if !c.Enabled {
+		a.log.Info("limits off")
+		return nil
+	}
+	l, err := limits.New(c.limiterConfig())
+	if err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	a.limiter = l
+	eff := l.Config()
+	a.log.Info("limits on",
+		"client_rate", eff.ClientRate, "client_burst", eff.ClientBurst, "client_max_conns", eff.ClientMaxConns,
+		"penalty_failures", eff.PenaltyFailures, "penalty_window", eff.PenaltyWindow.String(),
+		"max_conns", eff.MaxConns, "max_handshakes", eff.MaxHandshakes, "refusal_delay", eff.RefusalDelay.String(),
+		"backend_rate", eff.BackendRate, "backend_wait", eff.BackendWait.String(), "breaker_failures", eff.BreakerFailures,
+		"mqtt_client_id_rate", eff.ClientIDRate, "max_clients", eff.MaxClients)
+	a.components = append(a.components, component{name: "limits", run: func(ctx context.Context) error { l.Run(ctx); return nil }})
+	return nil
+}
+
+// buildCertificates builds ACME (when on) and the certificate manager, and
+// loads every certificate through the same pipeline a reload uses.
+func (a *app) buildCertificates(ctx context.Context) error {
+	var dynamic certs.Dynamic
+	if a.cfg.ACME.enabled() {
+		opts, err := a.acmeOptions()
+		if err != nil {
+			return err
+		}
+		am, err := certs.NewACME(opts)
+		if err != nil {
+			return err
+		}
+		a.acme, dynamic = am, am
+	}
+	cacheDir := ""
+	if a.cfg.StateDir != "" {
+		cacheDir = filepath.Join(a.cfg.StateDir, "intermediates")
+	}
+	files := make([]certs.FileCert, len(a.cfg.Certificates))
+	for i, cc := range a.cfg.Certificates {
+		files[i] = certs.FileCert{ID: cc.id(), CertFile: cc.Cert, KeyFile: cc.Key}
+	}
+	m, err := certs.NewManager(certs.ManagerOptions{
+		Files:            files,
+		Trust:            a.cfg.Trust.options(cacheDir),
+		ClientCAFile:     a.cfg.ClientAuth.CAFile,
+		ClientCARequired: a.cfg.ClientAuth.required(),
+		RoutedNames:      a.cfg.routedNames(),
+		Dynamic:          dynamic,
+		Reporter:         a.rep,
+		Log:              a.log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Load(ctx); err != nil {
+		return err
+	}
+	a.certs = m
+	if a.acme != nil {
+		a.components = append(a.components, component{name: "acme", run: a.runACME})
+	}
+	return nil
+}
+
+// buildListeners builds each listener as its kind says. Building starts
+// nothing and binds nothing.
+func (a *app) buildListeners() error {
+	for i, lc := range a.cfg.Listeners {
+		kind := listenerKinds[lc.Kind]
+		srv, err := kind.build(a, lc)
+		if err != nil {
+			return fmt.Errorf("listeners[%d] (%s): %w", i, lc.Name, err)
+		}
+		a.listeners = append(a.listeners, &boundListener{cfg: lc, kind: kind, srv: srv})
+	}
+	return nil
+}
+
+// bind opens every listening socket, so that a port in use fails the
+// start before anything runs; on error it closes what it opened.
+func (a *app) bind() (err error) {
+	defer func() {
+		if err != nil {
+			a.closeListeners()
+		}
+	}()
+	for i, l := range a.listeners {
+		ln, err := net.Listen("tcp", l.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listeners[%d] (%s): %w", i, l.cfg.Name, err)
+		}
+		l.ln = ln
+		a.addrs[l.cfg.Name] = ln.Addr()
+	}
+	if a.cfg.Admin == "" {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(a.cfg.Admin)
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		a.log.Warn("admin listener is not on loopback: anyone who reaches it can read status and trigger reloads", "admin", a.cfg.Admin)
+	}
+	ln, err := net.Listen("tcp", a.cfg.Admin)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	a.adminLn = ln
+	a.cfg.Admin = ln.Addr().String()
+	return nil
+}
+
+func (a *app) closeListeners() {
+	for _, l := range a.listeners {
+		if l.ln != nil {
+			l.ln.Close()
+		}
+	}
+	if a.adminLn != nil {
+		a.adminLn.Close()
+	}
+}
+
+// serve runs every component until ctx ends or one fails, then stops them
+// in reverse order: listeners drain for up to the shutdown grace.
+func (a *app) serve(ctx context.Context) error {
+	if err := a.bind(); err != nil {
+		return err
+	}
+	type running struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	errc := make(chan error, len(a.components))
+	runs := make([]running, len(a.components))
+	for i, c := range a.components {
+		cctx, cancel := context.WithCancel(context.Background())
+		runs[i] = running{cancel, make(chan struct{})}
+		go func() {
+			defer close(runs[i].done)
+			if err := c.run(cctx); err != nil && !errors.Is(err, proxy.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) && cctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", c.name, err)
+			}
+		}()
+	}
+	a.serving.Store(true)
+	bound := map[string]string{}
+	for name, addr := range a.addrs {
+		bound[name] = addr.String()
+	}
+	a.log.Info("tlsfront started", "version", version, "admin", a.cfg.Admin, "listeners", bound)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace.String())
+	case runErr = <-errc:
+		a.log.Error("component failed, shutting down", "err", runErr)
+	}
+	a.serving.Store(false)
+	graceCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+	defer cancel()
+	// Listeners drain together, not one grace period after another.
+	var wg sync.WaitGroup
+	for _, c := range a.components {
+		if c.stop != nil {
+			wg.Go(func() { c.stop(graceCtx) })
+		}
+	}
+	wg.Wait()
+	for i := len(a.components) - 1; i >= 0; i-- {
+		runs[i].cancel()
+		<-runs[i].done
+	}
+	a.log.Info("stopped")
+	return runErr
+}
+
+// ready is nil when tlsfront serves and its checks pass.
+func (a *app) ready() error {
+	if !a.serving.Load() {
+		return errors.New("not serving")
+	}
+	return a.mon.Ready()
+}
+
+// buildAdmin registers the admin endpoints; bind opens the listener, unless
+// its address is empty.
+func (a *app) buildAdmin() {
+	a.admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	a.admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := a.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	a.admin.Handle("GET /metrics", a.mon.MetricsHandler())
+	a.admin.Handle("GET /status", a.mon.StatusHandler())
+	a.admin.HandleFunc("POST /reload", a.reloads.serveHTTP)
+	a.adminSrv = &http.Server{Handler: a.admin, ReadHeaderTimeout: 5 * time.Second}
+}

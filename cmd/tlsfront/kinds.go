@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/proxy"
+)
+
+// listenerKind is everything tlsfront needs to know about one kind of
+// listener. Validation, building, probing and challenge routing all read
+// this table; nothing else switches on a kind.
+type listenerKind struct {
+	// tls: the listener terminates TLS, so it serves the certificates,
+	// is probed and can answer TLS-ALPN-01.
+	tls bool
+	// backend: the listener forwards to a backend (and routes).
+	backend bool
+	// protocols the listener may carry; the first is the default. None
+	// means the protocol key is not taken.
+	protocols []string
+	// challengePort is the port a CA connects to for this kind's ACME
+	// challenge (80 for HTTP-01, 443 for TLS-ALPN-01).
+	challengePort string
+	build         func(a *app, lc listenerConfig) (proxy.Listener, error)
+}
+
+var listenerKinds = map[string]listenerKind{
+	"tcp":      {tls: true, backend: true, protocols: []string{"mqtt", "raw"}, challengePort: "443", build: (*app).buildTLSListener},
+	"http":     {tls: true, backend: true, challengePort: "443", build: (*app).buildTLSListener},
+	"redirect": {challengePort: "80", build: (*app).buildRedirect},
+}
+
+// kindNames lists the kinds for error messages.
+func kindNames() string { return "tcp, http or redirect" }
+
+func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
+	be, err := proxy.ParseBackend(lc.Backend)
+	if err != nil {
+		return nil, err
+	}
+	be.ProxyProtocol = lc.ProxyProtocol
+	routes := map[string]proxy.Backend{}
+	for _, r := range lc.Routes {
+		rb, err := proxy.ParseBackend(r.Backend)
+		if err != nil {
+			return nil, err
+		}
+		rb.ProxyProtocol = lc.ProxyProtocol
+		for _, n := range r.SNI {
+			routes[strings.ToLower(n)] = rb
+		}
+	}
+	protocol := lc.Protocol
+	if protocol == "raw" {
+		protocol = ""
+	}
+	return proxy.New(proxy.Options{
+		Name:              lc.Name,
+		Kind:              proxy.Kind(lc.Kind),
+		TLS:               a.certs.TLSConfig(),
+		Backend:           be,
+		Routes:            routes,
+		HandshakeTimeout:  lc.HandshakeTimeout,
+		IdleTimeout:       lc.IdleTimeout,
+		AcceptProxyHeader: lc.AcceptProxyProtocol,
+		Protocol:          protocol,
+		Limiter:           a.limiter,
+		Reporter:          a.rep,
+		KnownName:         a.certs.Covers,
+		HTTP:              proxy.HTTPOptions{PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize},
+		Log:               a.log,
+	})
+}
+
+func (a *app) buildRedirect(lc listenerConfig) (proxy.Listener, error) {
+	o := proxy.RedirectOptions{HTTPSPort: lc.HTTPSPort}
+	if a.acme != nil {
+		o.Wrap = a.acme.HTTPChallengeHandler
+	}
+	return proxy.NewRedirect(o), nil
+}
+
+// acmeOptions turns the acme section into certs.ACMEOptions.
+func (a *app) acmeOptions() (certs.ACMEOptions, error) {
+	c := &a.cfg.ACME
+	o := certs.ACMEOptions{
+		CA:       c.CA,
+		Email:    c.Email,
+		EABKeyID: c.EABKeyID,
+		EABHMAC:  c.EABHMAC,
+		Storage:  c.Storage,
+		OnEvent:  certs.ReportACME(a.rep, a.log),
+		Log:      a.log.With("component", "acme"),
+	}
+	if o.Storage == "" {
+		o.Storage = certs.DefaultACMEStorage(a.cfg.StateDir)
+	}
+	if c.CARoot != "" {
+		pem, err := os.ReadFile(c.CARoot)
+		if err != nil {
+			return o, fmt.Errorf("acme.ca_root: %w", err)
+		}
+		o.CARoots = x509.NewCertPool()
+		if !o.CARoots.AppendCertsFromPEM(pem) {
+			return o, fmt.Errorf("acme.ca_root: %s holds no PEM certificate", c.CARoot)
+		}
+	}
+	if od := &c.OnDemand; od.Enabled {
+		o.OnDemand = &certs.OnDemandOptions{Allow: od.Allow, RequireDNSToHost: od.requireDNS()}
+		for _, s := range od.PublicAddresses {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				return o, fmt.Errorf("acme.on_demand.public_addresses: %w", err)
+			}
+			o.OnDemand.PublicAddrs = append(o.OnDemand.PublicAddrs, ip)
+		}
+	}
+	if !a.cfg.hasChallengePort() {
+		a.log.Warn("acme: no redirect listener on port 80 and no TLS listener on port 443; challenges succeed only if the CA's connections to those ports are forwarded to tlsfront's listeners")
+	}
+	return o, nil
+}
+
+// runACME starts certificate management once the listeners are bound, and
+// stops it when ctx ends. Not starting fails tlsfront: it would otherwise
+// serve without the certificates it was asked to obtain.
+func (a *app) runACME(ctx context.Context) error {
+	if err := a.acme.Start(a.challengeAddrs()); err != nil {
+		return err
+	}
+	defer a.acme.Stop()
+	if err := a.acme.Manage(ctx, a.cfg.ACME.Names); err != nil {
+		return fmt.Errorf("names %v not managed: %w", a.cfg.ACME.Names, err)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// challengeAddrs picks the bound listeners that answer challenges: the
+// first redirect listener for HTTP-01 and a TLS listener, on port 443 if
+// there is one, for TLS-ALPN-01.
+func (a *app) challengeAddrs() certs.ChallengeAddrs {
+	var ch certs.ChallengeAddrs
+	for _, l := range a.listeners {
+		addr := l.ln.Addr()
+		if !l.kind.tls {
+			if ch.HTTP == nil {
+				ch.HTTP = addr
+			}
+			continue
+		}
+		if ch.TLS == nil || portOfAddr(addr) == 443 {
+			ch.TLS = addr
+		}
+	}
+	return ch
+}
+
+// hasChallengePort reports whether a listener is configured where a CA
+// connects: port 80 for HTTP-01, 443 for TLS-ALPN-01.
+func (c *config) hasChallengePort() bool {
+	for _, lc := range c.Listeners {
+		if _, p, err := net.SplitHostPort(lc.Listen); err == nil && p == listenerKinds[lc.Kind].challengePort {
+			return true
+		}
+	}
+	return false
+}
+
+func portOfAddr(a net.Addr) int {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.Port
+	}
+	return 0
+}

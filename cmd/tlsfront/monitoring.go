@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/monitor"
+)
+
+// buildMonitor makes tlsfront report on itself: metrics, status, the
+// self-probe of every TLS listener that /readyz depends on, alerts and the
+// failed-handshake log. It starts nothing; it runs as a component.
+func (a *app) buildMonitor() error {
+	c := a.cfg.Monitor
+	c.defaults() // a config built in code never saw registerFlags
+	if err := a.cfg.checkProbeAddress(c.ProbeAddress); err != nil {
+		return err
+	}
+	o := monitor.Options{
+		Log:          a.log.With("component", "monitor"),
+		Certificates: a.monitorCertificates,
+		Listeners:    a.monitorListeners,
+		LimitStats: func() any {
+			if a.limiter == nil {
+				return nil
+			}
+			return a.limiter.Stats()
+		},
+		ProbeRoots:    a.probeRoots,
+		ProbeInterval: c.ProbeInterval,
+		ProbeTimeout:  c.ProbeTimeout,
+		Alerts: monitor.AlertOptions{
+			Webhook:  c.AlertWebhook,
+			Slack:    c.AlertSlack,
+			Cooldown: c.AlertCooldown,
+			Retries:  c.AlertRetries,
+		},
+		ExpiryWarn:         c.ExpiryWarn,
+		FailureRatio:       c.FailureRatio,
+		FailureMin:         c.FailureMin,
+		RefusalSpike:       c.RefusalSpike,
+		HandshakeLogBurst:  c.HandshakeLogBurst,
+		HandshakeLogPeriod: c.HandshakeLogPeriod,
+	}
+	if !c.ProbeDisabled {
+		o.ProbeTargets = a.probeTargets
+	}
+	m, err := monitor.New(o)
+	if err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	if err := m.Registry().Register(limitsCollector{a}); err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	a.mon = m
+	a.components = append(a.components, component{name: "monitor", run: func(ctx context.Context) error { m.Run(ctx); return nil }})
+	return nil
+}
+
+// monitorCertificates is every certificate served now, ACME's included.
+// The monitor asks at scrape, status, probe and evaluation time, once the
+// certificates are loaded.
+func (a *app) monitorCertificates() []monitor.Certificate {
+	var out []monitor.Certificate
+	for _, s := range a.certs.Served() {
+		out = append(out, monitor.Certificate{ID: s.ID, Chain: s.Chain, CertFile: s.CertFile, KeyFile: s.KeyFile, LoadedAt: s.LoadedAt})
+	}
+	return out
+}
+
+// monitorListeners lists the listeners with their bound addresses.
+func (a *app) monitorListeners() []monitor.Listener {
+	var out []monitor.Listener
+	for _, l := range a.listeners {
+		out = append(out, monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String()})
+	}
+	return out
+}
+
+// checkProbeAddress rejects a host:port probe address that cannot say which
+// listener it reaches.
+func (c *config) checkProbeAddress(pa string) error {
+	if _, _, err := net.SplitHostPort(pa); pa == "" || err != nil {
+		return nil
+	}
+	n := 0
+	for _, lc := range c.Listeners {
+		if listenerKinds[lc.Kind].tls {
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("monitor.probe_address: %q names one port but there are %d TLS listeners; give only the host, and each listener's own port is used", pa, n)
+	}
+	return nil
+}
+
+// probeTargets dials each TLS listener where outside clients do: through
+// the probe address when given, else the bound address, with a listener
+// bound on all interfaces reached on loopback.
+func (a *app) probeTargets() []monitor.ProbeTarget {
+	c := a.cfg.Monitor
+	names := c.ProbeNames
+	if len(names) == 0 {
+		names = a.certificateNames()
+	}
+	var out []monitor.ProbeTarget
+	for _, l := range a.listeners {
+		bound, ok := l.ln.Addr().(*net.TCPAddr)
+		if !l.kind.tls || !ok {
+			continue
+		}
+		out = append(out, monitor.ProbeTarget{Listener: l.cfg.Name, Address: probeDialAddress(c.ProbeAddress, bound), Names: names})
+	}
+	return out
+}
+func probeDialAddress(probeAddr string, bound *net.TCPAddr) string {
+	port := fmt.Sprint(bound.Port)
+	if probeAddr != "" {
+		if _, _, err := net.SplitHostPort(probeAddr); err == nil {
+			return probeAddr
+		}
+		return net.JoinHostPort(strings.Trim(probeAddr, "[]"), port)
+	}
+	host := bound.IP.String()
+	if bound.IP == nil || bound.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// certificateNames are the names the served certificates cover, ACME's
+// included; a wildcard is probed with a label of our own.
+func (a *app) certificateNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(n string) {
+		n = strings.ToLower(n)
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	for _, s := range a.certs.Served() {
+		leaf := s.Chain[0]
+		for _, n := range leaf.DNSNames {
+			if rest, ok := strings.CutPrefix(n, "*."); ok {
+				n = "tlsfront-probe." + rest
+			}
+			add(n)
+		}
+		for _, ip := range leaf.IPAddresses {
+			add(ip.String())
+		}
+	}
+	return out
+}
+
+// probeRoots are the roots the probe verifies against, as clients would:
+// monitor.probe_ca_file, re-read every round since it is the clients'
+// bundle, else the trust store in force (re-read on every reload), else
+// the system roots (nil).
+func (a *app) probeRoots() (*x509.CertPool, error) {
+	if file := a.cfg.Monitor.ProbeCAFile; file != "" {
+		p, err := certs.ReadPool(file)
+		if err != nil {
+			return nil, fmt.Errorf("monitor.probe_ca_file: %w", err)
+		}
+		return p, nil
+	}
+	return a.certs.Verify().Roots, nil
+}
+
+// limitsCollector exports the limiter's state at scrape time.
+type limitsCollector struct{ a *app }
+
+var (
+	limitTrackedDesc  = prometheus.NewDesc("tlsfront_limits_tracked_clients", "Clients with per-client limit state held.", nil, nil)
+	limitEvictedDesc  = prometheus.NewDesc("tlsfront_limits_evicted_clients_total", "Clients forgotten at the tracking cap before their state expired.", nil, nil)
+	limitInFlightDesc = prometheus.NewDesc("tlsfront_limits_handshakes_in_flight", "TLS handshakes under way.", nil, nil)
+	limitOpenDesc     = prometheus.NewDesc("tlsfront_limits_open_connections", "Connections admitted and open.", nil, nil)
+	limitDelayedDesc  = prometheus.NewDesc("tlsfront_limits_delayed_sockets", "Refused sockets held open to slow retry loops.", nil, nil)
+	limitBreakerDesc  = prometheus.NewDesc("tlsfront_limits_backend_breaker_open", "1 when the default backend's circuit breaker is open or half open.", nil, nil)
+)
+
+func (limitsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{limitTrackedDesc, limitEvictedDesc, limitInFlightDesc, limitOpenDesc, limitDelayedDesc, limitBreakerDesc} {
+		ch <- d
+	}
+}
+
+func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.a.limiter == nil {
+		return
+	}
+	s := c.a.limiter.Stats()
+	g := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	g(limitTrackedDesc, float64(s.TrackedClients))
+	ch <- prometheus.MustNewConstMetric(limitEvictedDesc, prometheus.CounterValue, float64(s.EvictedClients))
+	g(limitInFlightDesc, float64(s.HandshakesInFlight))
+	g(limitOpenDesc, float64(s.OpenConns))
+	g(limitDelayedDesc, float64(s.DelayedSockets))
+	breaker := 0.0
+	if s.Breaker != "" && s.Breaker != "closed" {
+		breaker = 1
+	}
+	g(limitBreakerDesc, breaker)
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tlsfront/tlsfront/certs"
+)
+
+// reloads are the triggers that reload certificates while serving: the
+// file watch, SIGHUP, a timer and POST /reload on the admin listener. Each
+// calls the certificate manager's one Reload, which serialises them.
+type reloads struct {
+	log   *slog.Logger
+	certs *certs.Manager
+	cfg   reloadConfig
+}
+
+func newReloads(a *app) *reloads {
+	return &reloads{log: a.log, certs: a.certs, cfg: a.cfg.Reload}
+}
+
+// components are the triggers that run while serving.
+func (r *reloads) components() []component {
+	out := []component{{name: "sighup", run: r.onSIGHUP}}
+	if files := r.certs.Files(); r.cfg.watch() && len(files) > 0 {
+		w := &fileWatch{paths: files, debounce: r.cfg.Debounce, log: r.log, reload: r.fromWatch}
+		out = append(out, component{name: "file watch", run: w.run})
+	}
+	if iv := r.cfg.Interval; iv > 0 {
+		out = append(out, component{name: "reload interval", run: func(ctx context.Context) error { r.every(ctx, iv); return nil }})
+	}
+	return out
+}
+
+// fromWatch is the file watch's reload: mid-update failures are held back
+// for one more quiet period when final is false.
+func (r *reloads) fromWatch(ctx context.Context, final bool) (retry bool) {
+	_, retry = r.certs.Reload(ctx, "watch", !final)
+	return retry
+}
+
+// serveHTTP is POST /reload, for renewal hooks (certbot --deploy-hook,
+// acme.sh --reloadcmd, win-acme): 200 when every certificate reloaded or
+// was unchanged, 500 when any was refused, with the reasons.
+func (r *reloads) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	results, _ := r.certs.Reload(req.Context(), "admin", false)
+	resp := struct {
+		OK           bool           `json:"ok"`
+		Certificates []certs.Result `json:"certificates"`
+	}{OK: true, Certificates: results}
+	for _, res := range results {
+		if res.Result == certs.Failed {
+			resp.OK = false
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !resp.OK {
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(resp)
+}
+
+// onSIGHUP reloads on every SIGHUP until ctx ends.
+func (r *reloads) onSIGHUP(ctx context.Context) error {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	r.log.Debug("reloading on SIGHUP")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			r.log.Info("reloading certificates", "trigger", "sighup")
+			r.certs.Reload(ctx, "sighup", false)
+		}
+	}
+}
+
+// every reloads each interval until ctx ends: a safety net where file
+// events do not arrive (some network and FUSE mounts).
+func (r *reloads) every(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.certs.Reload(ctx, "interval", false)
+		}
+	}
+}
