@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,20 +58,52 @@ type FileCert struct {
 	KeyFile string
 }
 
-// TrustOptions say what served chains are checked against. The files are
-// read again on every reload.
+// TrustOptions say what served chains are checked against and how a chain
+// missing intermediates is completed: the trust section of the
+// configuration. The files are read again on every reload.
 type TrustOptions struct {
-	// CAFile is a PEM bundle of the roots clients trust; empty means the
-	// system roots.
-	CAFile string
-	// ExtraStores maps a name to a PEM file of roots some clients trust;
-	// failing one is a warning naming it.
-	ExtraStores map[string]string
-	// BundleDir, FetchAIA, CacheDir and ExpiryWarning are as in Verify.
-	BundleDir     string
-	FetchAIA      bool
-	CacheDir      string
-	ExpiryWarning time.Duration
+	// CAFile is a PEM bundle of the roots clients trust. Served chains
+	// are verified against it; empty means the system roots.
+	CAFile string `yaml:"ca_file"`
+	// BundleDir is a folder of PEM/DER/PKCS#7 intermediates used to
+	// complete chains whose file lacks them.
+	BundleDir string `yaml:"bundle_dir"`
+	// FetchAIA lets tlsfront fetch a missing intermediate from the
+	// caIssuers URL of the certificate that lacks it, once, and keep it
+	// in CacheDir. Default true.
+	FetchAIA bool `yaml:"fetch_aia"`
+	// ExpiryWarning is how long before a leaf expires to warn; default
+	// 21 days.
+	ExpiryWarning time.Duration `yaml:"expiry_warning"`
+	// ExtraStores maps a name to a PEM file of the roots some clients
+	// trust (e.g. old devices that get no updates). A chain one of them
+	// cannot verify is a warning naming the store.
+	ExtraStores map[string]string `yaml:"extra_stores"`
+	// CacheDir keeps fetched intermediates, so that a restart needs no
+	// network; "" for none. It is derived from the state folder.
+	CacheDir string `yaml:"-"`
+}
+
+// DefaultTrust is the trust section's defaults: the system roots, and
+// missing intermediates fetched from their AIA URL.
+func DefaultTrust() TrustOptions { return TrustOptions{FetchAIA: true} }
+
+// Validate checks t without reading any file; errors name the YAML keys
+// under trust.
+func (t TrustOptions) Validate() error {
+	var errs []error
+	if t.ExpiryWarning < 0 {
+		errs = append(errs, errors.New("trust.expiry_warning: must not be negative"))
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.ExtraStores)) {
+		if name == "" {
+			errs = append(errs, errors.New("trust.extra_stores: a store has an empty name"))
+		}
+		if t.ExtraStores[name] == "" {
+			errs = append(errs, fmt.Errorf("trust.extra_stores.%s: missing the PEM file of its roots", name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ManagerOptions configure a Manager.
@@ -259,12 +291,7 @@ func LoadTrust(t TrustOptions) (Verify, error) {
 		}
 		v.Roots, v.RootsName = pool, t.CAFile
 	}
-	names := make([]string, 0, len(t.ExtraStores))
-	for name := range t.ExtraStores {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(t.ExtraStores)) {
 		pool, err := ReadPool(t.ExtraStores[name])
 		if err != nil {
 			return v, fmt.Errorf("trust.extra_stores.%s: %w", name, err)

@@ -127,11 +127,16 @@ func TestACMEThroughProxy(t *testing.T) {
 		t.Fatalf("no certificate obtained in 30s\nlogs:\n%s\npebble:\n%s", ta.Logs(), p.Output())
 	}
 	roots := p.IssuedRoots(t)
-	c, err := tls.Dial("tcp", ta.Addr("main"), &tls.Config{ServerName: name, RootCAs: roots, NextProtos: []string{"mqtt"}})
-	if err != nil {
-		t.Fatalf("handshake through the proxy: %v", err)
-	}
-	c.Close()
+	// The obtained event comes as the certificate is stored; it is in
+	// memory a moment later.
+	eventually(t, "a verified handshake through the proxy", 10*time.Second, func() bool {
+		c, err := tls.Dial("tcp", ta.Addr("main"), &tls.Config{ServerName: name, RootCAs: roots, NextProtos: []string{"mqtt"}})
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
 
 	if _, _, st := adminGet(t, ta, "/status", "application/json"); !strings.Contains(st, name) {
 		t.Errorf("/status does not list the ACME certificate for %s:\n%s", name, st)

@@ -163,9 +163,9 @@ func (a *app) buildCertificates(ctx context.Context) error {
 		}
 		a.acme, dynamic = am, am
 	}
-	cacheDir := ""
+	trust := a.cfg.Trust
 	if a.cfg.StateDir != "" {
-		cacheDir = filepath.Join(a.cfg.StateDir, "intermediates")
+		trust.CacheDir = filepath.Join(a.cfg.StateDir, "intermediates")
 	}
 	files := make([]certs.FileCert, len(a.cfg.Certificates))
 	for i, cc := range a.cfg.Certificates {
@@ -173,7 +173,7 @@ func (a *app) buildCertificates(ctx context.Context) error {
 	}
 	m, err := certs.NewManager(certs.ManagerOptions{
 		Files:            files,
-		Trust:            a.cfg.Trust.options(cacheDir),
+		Trust:            trust,
 		ClientCAFile:     a.cfg.ClientAuth.CAFile,
 		ClientCARequired: a.cfg.ClientAuth.required(),
 		RoutedNames:      a.cfg.routedNames(),

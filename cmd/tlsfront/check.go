@@ -24,7 +24,7 @@ type checkOptions struct {
 	cacheDir  string
 	json      bool
 	timeout   time.Duration
-	trust     trustConfig
+	trust     certs.TrustOptions
 }
 
 func (o *checkOptions) register(fs *flag.FlagSet) {
@@ -39,7 +39,7 @@ func (o *checkOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "`folder` of fetched intermediates to read and fill, e.g. <state_dir>/intermediates (default: none)")
 	fs.BoolVar(&o.json, "json", false, "print the diagnosis as JSON")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound for --connect and each AIA fetch")
-	o.trust.registerFlags(fs)
+	bindTrustFlags(fs, &o.trust)
 }
 
 // runCheck diagnoses a certificate file or a live server: the chain
@@ -60,11 +60,11 @@ would fail.
 `)
 		fs.PrintDefaults()
 	}
-	var o checkOptions
+	o := checkOptions{trust: certs.DefaultTrust()}
 	o.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return &silentError{err}
+			return errHelp
 		}
 		return &usageError{err}
 	}
@@ -77,10 +77,11 @@ would fail.
 	if o.connect != "" && o.key != "" {
 		return &usageError{errors.New("check: --key goes with --cert, not --connect")}
 	}
-	if err := o.trust.validate(); err != nil {
+	if err := o.trust.Validate(); err != nil {
 		return &usageError{fmt.Errorf("check: %w", err)}
 	}
-	v, err := certs.LoadTrust(o.trust.options(o.cacheDir))
+	o.trust.CacheDir = o.cacheDir
+	v, err := certs.LoadTrust(o.trust)
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}

@@ -347,7 +347,9 @@ func TestCheckTrustConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseConfig: %v\n%s", err, stderr.String())
 			}
-			v, err := certs.LoadTrust(cfg.Trust.options(filepath.Join(cfg.StateDir, "intermediates")))
+			trust := cfg.Trust
+			trust.CacheDir = filepath.Join(cfg.StateDir, "intermediates")
+			v, err := certs.LoadTrust(trust)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -381,8 +383,7 @@ func TestCheckTrustConfig(t *testing.T) {
 				t.Errorf("%v accepted", args)
 			}
 		}
-		c := trustConfig{BundleDir: f.leafOnly}
-		if _, err := certs.LoadTrust(c.options("")); err == nil || !strings.Contains(err.Error(), "trust.bundle_dir") {
+		if _, err := certs.LoadTrust(certs.TrustOptions{BundleDir: f.leafOnly}); err == nil || !strings.Contains(err.Error(), "trust.bundle_dir") {
 			t.Errorf("a file as bundle folder: %v", err)
 		}
 	})

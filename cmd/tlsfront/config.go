@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tlsfront/tlsfront/certs"
 )
 
 // config is everything tlsfront can be told, from a YAML file, environment
@@ -21,12 +23,12 @@ type config struct {
 	Admin string `yaml:"admin"`
 	// StateDir holds what tlsfront keeps between runs (ACME account and
 	// certificates, fetched intermediates).
-	StateDir      string           `yaml:"state_dir"`
-	ShutdownGrace time.Duration    `yaml:"shutdown_grace"`
-	Log           logConfig        `yaml:"log"`
-	Trust         trustConfig      `yaml:"trust"`
-	Certificates  []certConfig     `yaml:"certificates"`
-	Listeners     []listenerConfig `yaml:"listeners"`
+	StateDir      string             `yaml:"state_dir"`
+	ShutdownGrace time.Duration      `yaml:"shutdown_grace"`
+	Log           logConfig          `yaml:"log"`
+	Trust         certs.TrustOptions `yaml:"trust"`
+	Certificates  []certConfig       `yaml:"certificates"`
+	Listeners     []listenerConfig   `yaml:"listeners"`
 
 	// Sections owned by their own files.
 	Limits     limitsConfig     `yaml:"limits"`      // config_limits.go
@@ -99,6 +101,7 @@ func defaultConfig() *config {
 		StateDir:      defaultStateDir(),
 		ShutdownGrace: 10 * time.Second,
 		Log:           logConfig{Format: "text", Level: "info"},
+		Trust:         certs.DefaultTrust(),
 	}
 }
 

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tlsfront/tlsfront/certs"
 )
 
 // envPrefix: every flag --some-name can also be set as TLSFRONT_SOME_NAME,
@@ -25,15 +29,18 @@ type sidecarFlags struct {
 	proxyProtocol         int
 }
 
-func (s *sidecarFlags) register(fs *flag.FlagSet) {
+func (s *sidecarFlags) registerListeners(fs *flag.FlagSet) {
 	fs.StringVar(&s.listen, "listen", "", "TLS `address` to listen on, e.g. :8883 (adds a listener)")
 	fs.StringVar(&s.backend, "backend", "", "plaintext backend for --listen: host:port or unix:/path")
 	fs.StringVar(&s.kind, "kind", "tcp", "kind of --listen: tcp (e.g. MQTT) or http (HTTP and WebSocket)")
 	fs.StringVar(&s.wsListen, "ws-listen", "", "TLS `address` for WebSocket/HTTP clients, e.g. :8084 (adds an http listener)")
 	fs.StringVar(&s.wsBackend, "ws-backend", "", "plaintext HTTP/WebSocket backend for --ws-listen")
+	fs.IntVar(&s.proxyProtocol, "proxy-protocol", 0, "send a PROXY protocol header (1 or 2) to the backends of --listen and --ws-listen")
+}
+
+func (s *sidecarFlags) registerCertificates(fs *flag.FlagSet) {
 	fs.StringVar(&s.cert, "cert", "", "PEM certificate `file`, leaf first (adds a certificate)")
 	fs.StringVar(&s.key, "key", "", "PEM private key `file` for --cert")
-	fs.IntVar(&s.proxyProtocol, "proxy-protocol", 0, "send a PROXY protocol header (1 or 2) to the backends of --listen and --ws-listen")
 }
 
 func (s *sidecarFlags) apply(cfg *config) {
@@ -63,22 +70,29 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 			return nil, &usageError{err}
 		}
 	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.String("config", path, "YAML configuration `file`")
-	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener `address` (health, metrics, status, reload); keep it on loopback")
-	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`folder` for ACME state and fetched intermediates")
-	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long open connections may finish before they are closed")
-	fs.StringVar(&cfg.Log.Format, "log-format", cfg.Log.Format, "log format: text or json")
-	fs.StringVar(&cfg.Log.Level, "log-level", cfg.Log.Level, "log level: debug, info, warn or error")
-	cfg.Trust.registerFlags(fs)
+	c := newCLI(name, stderr)
+	fs := c.fs
 	var sc sidecarFlags
-	sc.register(fs)
-	cfg.Limits.registerFlags(fs)
-	cfg.ACME.registerFlags(fs)
-	cfg.Monitor.registerFlags(fs)
-	cfg.Reload.registerFlags(fs)
-	cfg.ClientAuth.registerFlags(fs)
+	c.section("General", func(fs *flag.FlagSet) {
+		fs.String("config", path, "YAML configuration `file`")
+		fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`folder` for ACME state and fetched intermediates")
+		fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long open connections may finish before they are closed")
+		fs.StringVar(&cfg.Log.Format, "log-format", cfg.Log.Format, "log format: text or json")
+		fs.StringVar(&cfg.Log.Level, "log-level", cfg.Log.Level, "log level: debug, info, warn or error")
+	})
+	c.section("Listeners (the one-backend sidecar; more in the listeners section of --config)", sc.registerListeners)
+	c.section("Certificates", func(fs *flag.FlagSet) {
+		sc.registerCertificates(fs)
+		cfg.Reload.registerFlags(fs)
+	})
+	c.section("Trust", func(fs *flag.FlagSet) { bindTrustFlags(fs, &cfg.Trust) })
+	c.section("Client certificates (mTLS)", cfg.ClientAuth.registerFlags)
+	c.section("ACME", cfg.ACME.registerFlags)
+	c.section("Limits", cfg.Limits.registerFlags)
+	c.section("Monitor (probes, alerts, failed-handshake log)", cfg.Monitor.registerFlags)
+	c.section("Admin", func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener `address` (health, metrics, status, reload); keep it on loopback; \"\" turns it off")
+	})
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -93,7 +107,7 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 	}
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			return nil, &silentError{err}
+			return nil, errHelp
 		}
 		return nil, &usageError{err}
 	}
@@ -139,4 +153,27 @@ func configPathFromArgs(args []string) string {
 		}
 	}
 	return ""
+}
+
+// bindTrustFlags binds the trust section's flags to t.
+func bindTrustFlags(fs *flag.FlagSet, t *certs.TrustOptions) {
+	fs.StringVar(&t.CAFile, "trust-ca", t.CAFile, "PEM `file` of the roots clients trust; served chains must verify against it (default: system roots)")
+	fs.StringVar(&t.BundleDir, "bundle-dir", t.BundleDir, "`folder` of intermediates (PEM, DER, PKCS#7) to complete chains with")
+	fs.BoolFunc("no-fetch-aia", "never fetch a missing intermediate from its AIA URL", func(s string) error {
+		off, err := strconv.ParseBool(s)
+		t.FetchAIA = !off
+		return err
+	})
+	fs.DurationVar(&t.ExpiryWarning, "expiry-warning", t.ExpiryWarning, "warn when a leaf expires within this `duration` (default 504h, 21 days)")
+	fs.Func("extra-store", "a further trust store some clients use, as `name=file`; failing it is a warning (repeatable)", func(s string) error {
+		name, file, ok := strings.Cut(s, "=")
+		if !ok || name == "" || file == "" {
+			return errors.New("want name=file, e.g. old-android=/etc/tlsfront/isrg-x1-cross.pem")
+		}
+		if t.ExtraStores == nil {
+			t.ExtraStores = map[string]string{}
+		}
+		t.ExtraStores[name] = file
+		return nil
+	})
 }

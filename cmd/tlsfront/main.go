@@ -22,7 +22,7 @@ func main() {
 
 // exit is the one place the process ends.
 func exit(err error) {
-	if err == nil {
+	if err == nil || errors.Is(err, errHelp) {
 		os.Exit(0)
 	}
 	var ue *usageError

@@ -97,7 +97,10 @@ func (c *config) validate() error {
 			bad(fmt.Sprintf("certificates[%d].cert", i), "missing: path of the PEM certificate (leaf first)")
 		}
 	}
-	for _, v := range []interface{ validate() error }{&c.Trust, &c.Limits, &c.ACME, &c.Monitor, &c.Reload, &c.ClientAuth} {
+	if err := c.Trust.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range []interface{ validate() error }{&c.Limits, &c.ACME, &c.Monitor, &c.Reload, &c.ClientAuth} {
 		if err := v.validate(); err != nil {
 			errs = append(errs, err)
 		}
