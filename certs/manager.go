@@ -220,6 +220,9 @@ func (m *Manager) Load(ctx context.Context) error {
 	for i, f := range m.o.Files {
 		b, err := LoadFileContext(ctx, f.source(nil), v)
 		if err != nil {
+			if errors.Is(err, ErrUntrusted) && m.o.Trust.CAFile == "" {
+				err = fmt.Errorf("%w; if clients trust a private CA, give its root with --trust-ca FILE (trust.ca_file in the YAML)", err)
+			}
 			errs = append(errs, fmt.Errorf("certificates[%d] (%s): %w", i, f.ID, err))
 			continue
 		}

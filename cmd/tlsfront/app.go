@@ -101,7 +101,8 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 	}
 	a.rep = report.Tee(a.mon.Sink(), o.tap)
 	if err := a.buildCertificates(ctx); err != nil {
-		return nil, err
+		// A certificate that cannot serve is a configuration mistake.
+		return nil, &usageError{err}
 	}
 	if err := a.buildListeners(); err != nil {
 		return nil, err

@@ -297,9 +297,9 @@ func TestStartRefusesBadInput(t *testing.T) {
 	}{
 		{"unknown yaml key", []string{"--config", badYAML}, 2, []string{badYAML, "line 4", "handshake_timout"}},
 		{"no backend", []string{"--listen", "127.0.0.1:0", "--cert", good.Cert, "--key", good.Key}, 2, []string{"listeners[0].backend", "missing"}},
-		{"mismatched key", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--cert", good.Cert, "--key", other.Key, "--trust-ca", root}, 1, []string{other.Key, "does not match"}},
-		{"expired leaf", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--cert", expired.Cert, "--key", expired.Key, "--trust-ca", root}, 1, []string{expired.Cert, "expired"}},
-		{"untrusted chain", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--cert", good.Cert, "--key", good.Key, "--trust-ca", pkitest.NewCA(t).RootFile()}, 1, []string{good.Cert, "verif"}},
+		{"mismatched key", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--cert", good.Cert, "--key", other.Key, "--trust-ca", root}, 2, []string{other.Key, "does not match"}},
+		{"expired leaf", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--cert", expired.Cert, "--key", expired.Key, "--trust-ca", root}, 2, []string{expired.Cert, "expired"}},
+		{"untrusted chain", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--cert", good.Cert, "--key", good.Key, "--trust-ca", pkitest.NewCA(t).RootFile()}, 2, []string{good.Cert, "verif"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -56,12 +56,16 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"check-config": runCheckConfig,
 	"check":        runCheck,       // check.go
 	"healthcheck":  runHealthcheck, // healthcheck.go
+	"reload":       runReload,      // reloadcmd.go
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		if cmd, ok := subcommands[args[0]]; ok {
 			return cmd(ctx, args[1:], stdout, stderr)
+		}
+		if args[0] == "--version" || args[0] == "-version" {
+			return runVersion(ctx, nil, stdout, stderr)
 		}
 	}
 	return runServe(ctx, args, stdout, stderr)

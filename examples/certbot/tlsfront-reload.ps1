@@ -12,21 +12,15 @@
 # shows the failure), instead of a line in tlsfront's log.
 param(
     # tlsfront's --admin address.
-    [string]$Admin = "127.0.0.1:9901"
+    [string]$Admin = "127.0.0.1:9901",
+    # The tlsfront binary.
+    [string]$Tlsfront = "C:\tlsfront\tlsfront.exe"
 )
-$ErrorActionPreference = "Stop"
 
-try {
-    # 200: every certificate reloaded or unchanged. Anything else throws.
-    $r = Invoke-WebRequest -Method POST -Uri "http://$Admin/reload" -UseBasicParsing -TimeoutSec 30
-    Write-Output $r.Content
-} catch {
-    # A 500 carries tlsfront's reason for each certificate it refused.
-    $body = ""
-    if ($_.Exception.Response) {
-        $reader = New-Object System.IO.StreamReader($_.Exception.Response.GetResponseStream())
-        $body = $reader.ReadToEnd()
-    }
-    Write-Error "tlsfront did not accept the renewed certificate (it keeps serving the previous one): $($_.Exception.Message) $body"
+# tlsfront reload prints the result for each certificate, with the reason
+# for any it refused (it keeps serving the previous one), and exits 1 then.
+& $Tlsfront reload --admin $Admin
+if ($LASTEXITCODE -ne 0) {
+    Write-Error "tlsfront did not accept the renewed certificate (it keeps serving the previous one)"
     exit 1
 }
