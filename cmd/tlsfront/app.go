@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/limits"
@@ -30,9 +29,12 @@ type app struct {
 	certs    *certs.Manager
 	rep      report.Sink
 	reloads  *reloads
-	admin    *http.ServeMux
 	adminLn  net.Listener // nil with the admin listener off
 	adminSrv *http.Server
+	// metricsLn and metricsSrv serve /metrics alone, for Prometheus
+	// beyond loopback; unused unless admin_guard.metrics is set.
+	metricsLn  net.Listener
+	metricsSrv *http.Server
 
 	listeners []*boundListener
 	addrs     map[string]net.Addr // listener name -> bound address
@@ -92,7 +94,7 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 // no socket and starts nothing (check-config --load runs it beside a
 // running tlsfront): serve binds and runs.
 func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*app, error) {
-	a := &app{cfg: cfg, log: log, admin: http.NewServeMux(), addrs: map[string]net.Addr{}}
+	a := &app{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
 	if err := a.buildLimiter(); err != nil {
 		return nil, err
 	}
@@ -108,7 +110,9 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 		return nil, err
 	}
 	a.reloads = newReloads(a)
-	a.buildAdmin()
+	if err := a.buildAdmin(); err != nil {
+		return nil, err
+	}
 	a.components = append(a.components, a.reloads.components()...)
 	for _, l := range a.listeners {
 		a.components = append(a.components, component{
@@ -117,11 +121,11 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 			stop: l.srv.Shutdown,
 		})
 	}
-	if a.cfg.Admin != "" {
+	for _, h := range a.httpServers() {
 		a.components = append(a.components, component{
-			name: "admin",
-			run:  func(context.Context) error { return a.adminSrv.Serve(a.adminLn) },
-			stop: func(context.Context) error { return a.adminSrv.Close() },
+			name: h.name,
+			run:  func(context.Context) error { return h.srv.Serve(*h.ln) },
+			stop: func(context.Context) error { return h.srv.Close() },
 		})
 	}
 	return a, nil
@@ -225,19 +229,14 @@ func (a *app) bind() (err error) {
 		l.ln = ln
 		a.addrs[l.cfg.Name] = ln.Addr()
 	}
-	if a.cfg.Admin == "" {
-		return nil
+	for _, h := range a.httpServers() {
+		ln, err := net.Listen("tcp", *h.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", h.name, err)
+		}
+		*h.ln = ln
+		*h.addr = ln.Addr().String()
 	}
-	host, _, _ := net.SplitHostPort(a.cfg.Admin)
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		a.log.Warn("admin listener is not on loopback: anyone who reaches it can read status and trigger reloads", "admin", a.cfg.Admin)
-	}
-	ln, err := net.Listen("tcp", a.cfg.Admin)
-	if err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	a.adminLn = ln
-	a.cfg.Admin = ln.Addr().String()
 	return nil
 }
 
@@ -247,8 +246,10 @@ func (a *app) closeListeners() {
 			l.ln.Close()
 		}
 	}
-	if a.adminLn != nil {
-		a.adminLn.Close()
+	for _, h := range a.httpServers() {
+		if *h.ln != nil {
+			(*h.ln).Close()
+		}
 	}
 }
 
@@ -313,23 +314,4 @@ func (a *app) ready() error {
 		return errors.New("not serving")
 	}
 	return a.mon.Ready()
-}
-
-// buildAdmin registers the admin endpoints; bind opens the listener, unless
-// its address is empty.
-func (a *app) buildAdmin() {
-	a.admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	a.admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := a.ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	a.admin.Handle("GET /metrics", a.mon.MetricsHandler())
-	a.admin.Handle("GET /status", a.mon.StatusHandler())
-	a.admin.HandleFunc("POST /reload", a.reloads.serveHTTP)
-	a.adminSrv = &http.Server{Handler: a.admin, ReadHeaderTimeout: 5 * time.Second}
 }

@@ -21,6 +21,8 @@ type config struct {
 	// Admin is the address of the admin listener (health, metrics,
 	// status, reload). Loopback by default: it is not for the world.
 	Admin string `yaml:"admin"`
+	// AdminGuard guards the admin listener; see admin.go.
+	AdminGuard adminConfig `yaml:"admin_guard"`
 	// StateDir holds what tlsfront keeps between runs (ACME account and
 	// certificates, fetched intermediates).
 	StateDir      string             `yaml:"state_dir"`

@@ -92,6 +92,9 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 	c.section("Monitor (probes, alerts, failed-handshake log)", cfg.Monitor.registerFlags)
 	c.section("Admin", func(fs *flag.FlagSet) {
 		fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener `address` (health, metrics, status, reload); keep it on loopback; \"\" turns it off")
+		fs.Var((*stringList)(&cfg.AdminGuard.Hosts), "admin-hosts", "comma-separated host `names` the admin listener may be reached by, besides IP addresses and localhost")
+		fs.StringVar(&cfg.AdminGuard.TokenFile, "admin-token-file", cfg.AdminGuard.TokenFile, "`file` with a bearer token every admin request but /healthz and /readyz must carry")
+		fs.StringVar(&cfg.AdminGuard.Metrics, "metrics", cfg.AdminGuard.Metrics, "`address` of a listener serving only /metrics (no token), e.g. :9902 for Prometheus")
 	})
 
 	var envErr error

@@ -258,7 +258,7 @@ func certbotLive(t *testing.T, f *reloadFixture, dir string, first *pki.Cert) la
 func postReload(t *testing.T, ta *testApp) (int, reloadResponse) {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Post("http://"+ta.Admin()+"/reload", "", nil)
+	resp, err := client.Post("http://"+ta.Admin()+"/reload", "application/json", nil)
 	if err != nil {
 		t.Fatalf("POST /reload: %v", err)
 	}

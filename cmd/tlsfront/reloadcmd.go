@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
@@ -27,6 +28,7 @@ func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	admin := fs.String("admin", def, "admin listener `address` of the tlsfront to reload ("+envName("admin")+")")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the reload")
+	tokenFile := fs.String("admin-token-file", os.Getenv(envName("admin-token-file")), "`file` with the admin listener's bearer token, if it has one ("+envName("admin-token-file")+")")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: tlsfront reload [--admin ADDR]\n\nAsks a running tlsfront to reload its certificates and CA bundles, prints\nthe result of each, and exits 1 if any was refused (the previous one keeps\nserving).\n\n")
 		fs.PrintDefaults()
@@ -46,6 +48,13 @@ func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// A JSON body type: the admin listener refuses the simple requests a
 	// web page could send cross-site.
 	req.Header.Set("Content-Type", "application/json")
+	if *tokenFile != "" {
+		tok, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return &usageError{fmt.Errorf("reload: %w", err)}
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("reload: %w (is tlsfront running with its admin listener on %s? set --admin)", err, *admin)

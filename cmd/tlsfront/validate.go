@@ -20,6 +20,9 @@ func (c *config) validate() error {
 	if err := validHostPort(c.Admin); err != nil && c.Admin != "" {
 		bad("admin", "%v", err)
 	}
+	if err := validHostPort(c.AdminGuard.Metrics); err != nil && c.AdminGuard.Metrics != "" {
+		bad("admin_guard.metrics", "%v", err)
+	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q is not text or json", c.Log.Format)
 	}
