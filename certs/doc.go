@@ -9,12 +9,15 @@
 // valid now, the names routed to it are covered and the chain verifies
 // against the trust store, and reports every repair and problem in words.
 //
-// The Store serves bundles by SNI through tls.Config.GetCertificate and
-// replaces any one of them with a single atomic pointer swap. A Reloader
-// publishes a renewed certificate only after it passed the doctor and a
-// real TLS handshake against itself in memory; otherwise the last good one
-// keeps serving. ClientCAs holds a reloadable pool for client certificates.
-// ACME obtains and renews certificates with certmagic.
+// The Manager owns every certificate served: the files, a dynamic source
+// (ACME, which obtains and renews certificates with certmagic), the trust
+// store they are checked against and the client CA bundle (ClientCAs). The
+// start and every reload go through one pipeline: read, doctor, a real TLS
+// handshake against itself in memory (SelfTest), key warnings, then
+// publish into the Store with a single atomic pointer swap; a candidate
+// that fails any step is refused and the last good one keeps serving. The
+// Store serves bundles by SNI through tls.Config.GetCertificate. Reload
+// results, ACME events included, are reported through a report.Sink.
 //
 // Other packages see only tls.Config callbacks.
 package certs

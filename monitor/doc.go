@@ -4,10 +4,13 @@
 // through paths that do not depend on what failed (a log line and a
 // webhook).
 //
-// The package takes plain data: cmd/tlsfront adapts proxy events, limiter
-// refusals, reload and ACME results into the calls of a Monitor, and hands
-// it the certificates and listeners through functions read lazily at
-// scrape, status and probe time. It never imports proxy or cmd.
+// The rest of tlsfront reports to it through the report.Sink that
+// Monitor.Sink returns: handshakes, refusals, connections, backend dials,
+// reloads and ACME events. cmd/tlsfront hands it the certificates and
+// listeners through functions read lazily at scrape, status and probe
+// time. It never imports proxy, certs or cmd. Its probe offers
+// report.ProbeALPN, so the listeners end probe connections after the
+// handshake and do not count them as clients.
 //
 // A Monitor is safe for concurrent use. Its hot path, Handshake, takes one
 // short mutex and does not allocate for a handshake it does not log. Run

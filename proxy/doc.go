@@ -1,10 +1,22 @@
 // Package proxy accepts connections, terminates TLS and forwards the
 // plaintext to a backend.
 //
-// Every connection goes through the same steps: take a global slot, accept,
-// admit (limits), handshake (certificates come from a tls.Config callback),
-// report the handshake's outcome to one Observer, route by SNI, forward. A
-// tcp listener copies bytes both ways (MQTT over TLS to plain MQTT); an http
-// listener serves HTTP/1.1 and HTTP/2 and proxies WebSocket upgrades frame
-// by frame.
+// A Server is the front of one TLS listener: it takes a global slot,
+// accepts, admits (limits), runs the handshake (certificates come from a
+// tls.Config callback), classifies and reports its outcome through a
+// report.Sink, and hands the handshaken session to the listener kind's
+// forwarder. The tcp forwarder copies bytes both ways (MQTT over TLS to
+// plain MQTT, answering refused MQTT clients with a CONNACK); the http
+// forwarder serves HTTP/1.1 and HTTP/2 with net/http and proxies
+// WebSocket upgrades. Both dial backends through one dialer that takes the
+// backend shield (pacing, circuit breaker) as a small interface. A
+// Redirect is the plain HTTP listener that sends clients to https; it and
+// Server share the Listener interface.
+//
+// tlsfront's own self-probe offers report.ProbeALPN; the front completes
+// its handshake and ends the connection there, so a probe never reaches a
+// backend and is reported as a probe.
+//
+// Constructors start nothing; Serve starts the goroutines, and Shutdown
+// drains and then closes what the Server owns.
 package proxy
