@@ -345,7 +345,8 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
 			continue
 		}
-		if x509.IsEncryptedPEMBlock(block) || block.Type == "ENCRYPTED PRIVATE KEY" { //nolint:staticcheck // only to say so
+		//lint:ignore SA1019 only to say the key is encrypted; it is never decrypted
+		if x509.IsEncryptedPEMBlock(block) || block.Type == "ENCRYPTED PRIVATE KEY" {
 			return nil, errors.New("private key is encrypted; give tlsfront an unencrypted key (mode 600)")
 		}
 		if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {

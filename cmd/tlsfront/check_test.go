@@ -26,7 +26,7 @@ type checkFixture struct {
 	ca                    *pkitest.CA
 	dir, root, bundle     string
 	leafOnly, full, key   string
-	otherKey, withRootAIA string
+	otherKey string
 	aiaURL                string
 	expired, expiredKey   string
 }
