@@ -67,8 +67,6 @@ type target struct {
 	// launch starts the proxy in front of echoAddr and returns the address
 	// to connect to and the process to measure (nil for direct).
 	launch func(ctx context.Context, h *harness, echoAddr string) (string, *proc, error)
-	// version is what the report prints for this target.
-	version string
 }
 
 func directTarget() *target {

@@ -600,12 +600,16 @@ func fmtDays(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
+// versionSSL30 is SSL 3.0's wire value. crypto/tls's constant is
+// deprecated, rightly; it is named here only to label clients that offer it.
+const versionSSL30 = 0x0300
+
 // maxVersion is the highest known TLS version among offered, ignoring
 // GREASE values; zero when none.
 func maxVersion(offered []uint16) uint16 {
 	var v uint16
 	for _, o := range offered {
-		if o >= tls.VersionSSL30 && o <= tls.VersionTLS13 && o > v { //nolint:staticcheck // SSL 3.0 only named
+		if o >= versionSSL30 && o <= tls.VersionTLS13 && o > v {
 			v = o
 		}
 	}
@@ -624,7 +628,7 @@ func versionLabel(v uint16) string {
 		return "tls1.1"
 	case tls.VersionTLS10:
 		return "tls1.0"
-	case tls.VersionSSL30: //nolint:staticcheck // only named
+	case versionSSL30:
 		return "ssl3.0"
 	}
 	return "unknown"
@@ -633,7 +637,7 @@ func versionLabel(v uint16) string {
 func versionList(offered []uint16) string {
 	out := ""
 	for _, v := range offered {
-		if v < tls.VersionSSL30 || v > tls.VersionTLS13 { //nolint:staticcheck // GREASE and unknown values are noise
+		if v < versionSSL30 || v > tls.VersionTLS13 { // GREASE and unknown values are noise
 			continue
 		}
 		if out != "" {
