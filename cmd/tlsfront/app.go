@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/limits"
@@ -43,6 +44,9 @@ type app struct {
 	// reverse order.
 	components []component
 	serving    atomic.Bool
+	// draining is set on SIGTERM: /readyz fails while tlsfront keeps
+	// accepting for the shutdown delay.
+	draining atomic.Bool
 }
 
 // boundListener is a configured listener, built and bound.
@@ -114,6 +118,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 		return nil, err
 	}
 	a.components = append(a.components, a.reloads.components()...)
+	a.components = append(a.components, component{name: "systemd watchdog", run: watchdog})
 	for _, l := range a.listeners {
 		a.components = append(a.components, component{
 			name: "listener " + l.cfg.Name,
@@ -221,8 +226,12 @@ func (a *app) bind() (err error) {
 			a.closeListeners()
 		}
 	}()
+	inherited, err := activatedListeners()
+	if err != nil {
+		return err
+	}
 	for i, l := range a.listeners {
-		ln, err := net.Listen("tcp", l.cfg.Listen)
+		ln, err := a.listen(inherited, l.cfg.Name, l.cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("listeners[%d] (%s): %w", i, l.cfg.Name, err)
 		}
@@ -230,14 +239,35 @@ func (a *app) bind() (err error) {
 		a.addrs[l.cfg.Name] = ln.Addr()
 	}
 	for _, h := range a.httpServers() {
-		ln, err := net.Listen("tcp", *h.addr)
+		ln, err := a.listen(inherited, h.name, *h.addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.name, err)
 		}
 		*h.ln = ln
 		*h.addr = ln.Addr().String()
 	}
+	for name, ln := range inherited {
+		a.log.Warn("socket activation: a socket matches no listener; closing it", "socket", name)
+		ln.Close()
+	}
 	return nil
+}
+
+// listen takes the socket systemd passed for name (or for its address),
+// else binds addr, with SO_REUSEPORT when reuse_port is set.
+func (a *app) listen(inherited map[string]net.Listener, name, addr string) (net.Listener, error) {
+	for _, key := range []string{name, addr} {
+		if ln, ok := inherited[key]; ok {
+			delete(inherited, key)
+			a.log.Info("using the socket systemd passed", "listener", name, "addr", ln.Addr().String())
+			return ln, nil
+		}
+	}
+	lc := net.ListenConfig{}
+	if a.cfg.ReusePort {
+		lc.Control = reusePort
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 func (a *app) closeListeners() {
@@ -276,6 +306,7 @@ func (a *app) serve(ctx context.Context) error {
 		}()
 	}
 	a.serving.Store(true)
+	sdNotify("READY=1")
 	bound := map[string]string{}
 	for name, addr := range a.addrs {
 		bound[name] = addr.String()
@@ -285,9 +316,22 @@ func (a *app) serve(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		a.draining.Store(true)
+		sdNotify("STOPPING=1")
+		if d := a.cfg.ShutdownDelay; d > 0 {
+			// Load balancers and Kubernetes keep sending new
+			// connections for a moment after they are told: /readyz
+			// fails now, accepting goes on for the delay.
+			a.log.Info("shutting down: not ready, still accepting", "shutdown_delay", d.String())
+			select {
+			case <-time.After(d):
+			case runErr = <-errc:
+			}
+		}
 		a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace.String())
 	case runErr = <-errc:
 		a.log.Error("component failed, shutting down", "err", runErr)
+		sdNotify("STOPPING=1")
 	}
 	a.serving.Store(false)
 	graceCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
@@ -310,6 +354,9 @@ func (a *app) serve(ctx context.Context) error {
 
 // ready is nil when tlsfront serves and its checks pass.
 func (a *app) ready() error {
+	if a.draining.Load() {
+		return errors.New("shutting down")
+	}
 	if !a.serving.Load() {
 		return errors.New("not serving")
 	}

@@ -23,12 +23,12 @@ import (
 
 // checkFixture is a CA and files for tlsfront check.
 type checkFixture struct {
-	ca                    *pkitest.CA
-	dir, root, bundle     string
-	leafOnly, full, key   string
-	otherKey string
-	aiaURL                string
-	expired, expiredKey   string
+	ca                  *pkitest.CA
+	dir, root, bundle   string
+	leafOnly, full, key string
+	otherKey            string
+	aiaURL              string
+	expired, expiredKey string
 }
 
 func newCheckFixture(t *testing.T) *checkFixture {

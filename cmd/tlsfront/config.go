@@ -25,12 +25,19 @@ type config struct {
 	AdminGuard adminConfig `yaml:"admin_guard"`
 	// StateDir holds what tlsfront keeps between runs (ACME account and
 	// certificates, fetched intermediates).
-	StateDir      string             `yaml:"state_dir"`
-	ShutdownGrace time.Duration      `yaml:"shutdown_grace"`
-	Log           logConfig          `yaml:"log"`
-	Trust         certs.TrustOptions `yaml:"trust"`
-	Certificates  []certConfig       `yaml:"certificates"`
-	Listeners     []listenerConfig   `yaml:"listeners"`
+	StateDir      string        `yaml:"state_dir"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// ShutdownDelay: on SIGTERM, /readyz fails at once while tlsfront
+	// keeps accepting this long, for load balancers and Kubernetes to
+	// stop sending new connections; then it drains for ShutdownGrace.
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
+	// ReusePort binds the listeners with SO_REUSEPORT, so that a new
+	// tlsfront can bind the same ports while the old one drains.
+	ReusePort    bool               `yaml:"reuse_port"`
+	Log          logConfig          `yaml:"log"`
+	Trust        certs.TrustOptions `yaml:"trust"`
+	Certificates []certConfig       `yaml:"certificates"`
+	Listeners    []listenerConfig   `yaml:"listeners"`
 
 	// Sections owned by their own files.
 	Limits     limitsConfig     `yaml:"limits"`      // config_limits.go

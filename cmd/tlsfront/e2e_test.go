@@ -92,8 +92,18 @@ type proc struct {
 // a free port) and waits until it logs that it started.
 func startTLSFront(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startTLSFrontWith(t, nil, args...)
+}
+
+// startTLSFrontWith is startTLSFront with prepare run on the command
+// before it starts (environment, passed descriptors).
+func startTLSFrontWith(t *testing.T, prepare func(*exec.Cmd), args ...string) *proc {
+	t.Helper()
 	args = append([]string{"--log-format", "json", "--admin", "127.0.0.1:0", "--state-dir", t.TempDir()}, args...)
 	p := &proc{cmd: exec.Command(tlsfrontBinary(t), args...), logs: &testnet.Buffer{}, exited: make(chan error, 1), addrs: map[string]string{}}
+	if prepare != nil {
+		prepare(p.cmd)
+	}
 	pr, pw := io.Pipe()
 	p.cmd.Stderr = io.MultiWriter(p.logs, pw)
 	if err := p.cmd.Start(); err != nil {

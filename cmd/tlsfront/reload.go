@@ -42,15 +42,22 @@ func (r *reloads) components() []component {
 // fromWatch is the file watch's reload: mid-update failures are held back
 // for one more quiet period when final is false.
 func (r *reloads) fromWatch(ctx context.Context, final bool) (retry bool) {
-	_, retry = r.certs.Reload(ctx, "watch", !final)
+	_, retry = r.reload(ctx, "watch", !final)
 	return retry
+}
+
+// reload runs one reload, telling systemd while it runs.
+func (r *reloads) reload(ctx context.Context, trigger string, hold bool) ([]certs.Result, bool) {
+	sdNotify(sdReloading())
+	defer sdNotify("READY=1")
+	return r.certs.Reload(ctx, trigger, hold)
 }
 
 // serveHTTP is POST /reload, for renewal hooks (certbot --deploy-hook,
 // acme.sh --reloadcmd, win-acme): 200 when every certificate reloaded or
 // was unchanged, 500 when any was refused, with the reasons.
 func (r *reloads) serveHTTP(w http.ResponseWriter, req *http.Request) {
-	results, _ := r.certs.Reload(req.Context(), "admin", false)
+	results, _ := r.reload(req.Context(), "admin", false)
 	resp := struct {
 		OK           bool           `json:"ok"`
 		Certificates []certs.Result `json:"certificates"`
@@ -81,7 +88,7 @@ func (r *reloads) onSIGHUP(ctx context.Context) error {
 			return nil
 		case <-ch:
 			r.log.Info("reloading certificates", "trigger", "sighup")
-			r.certs.Reload(ctx, "sighup", false)
+			r.reload(ctx, "sighup", false)
 		}
 	}
 }
@@ -96,7 +103,7 @@ func (r *reloads) every(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.certs.Reload(ctx, "interval", false)
+			r.reload(ctx, "interval", false)
 		}
 	}
 }

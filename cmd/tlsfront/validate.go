@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tlsfront/tlsfront/proxy"
 )
@@ -31,6 +32,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "must not be negative")
+	}
+	if c.ShutdownDelay < 0 || c.ShutdownDelay > 5*time.Minute {
+		bad("shutdown_delay", "%v is not between 0 and 5m (typical: 5s)", c.ShutdownDelay)
 	}
 	if len(c.Listeners) == 0 {
 		bad("listeners", "none configured; give --listen and --backend, or a listeners section in --config")
