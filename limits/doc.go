@@ -8,13 +8,17 @@
 //   - AcquireSlot, before Accept: a global cap on open connections
 //     (max_conns). When full, accepting pauses and new connections wait
 //     in the kernel's backlog, not in memory.
-//   - Admit, before the TLS handshake: the client's penalty box
-//     (penalty), its open connections (client_conns), its rate of new
-//     connections (client_rate), then the global cap on handshakes in
-//     flight (handshakes, refused with Busy). A refusal here costs no
-//     crypto; the proxy closes the socket, after Refusal.Delay if set.
-//     Ticket.Handshake feeds the penalty box; Ticket.Close ends the
+//   - Admit, right after Accept: the client's penalty box (penalty),
+//     its open connections (client_conns), its rate of new connections
+//     (client_rate). A refusal here costs no crypto; the proxy closes the
+//     socket, after Refusal.Delay if set. Ticket.Close ends the
 //     connection's claim.
+//   - Ticket.StartHandshake, once the client's first bytes have arrived:
+//     the global cap on handshakes in flight (handshakes, refused with
+//     Busy). A client that sends nothing within
+//     Config.ClientHelloTimeout is closed without ever taking a slot, so
+//     silent sockets cannot refuse clients that talk.
+//     Ticket.Handshake gives the slot back and feeds the penalty box.
 //   - AdmitClientID, after an MQTT CONNECT is read: the rate of CONNECTs
 //     per client ID (client_id_rate).
 //   - Backend, before dialling the backend: the circuit breaker

@@ -112,8 +112,17 @@ type Config struct {
 	// proxy stops accepting until one closes.
 	MaxConns int
 	// MaxHandshakes caps TLS handshakes in flight, which is what costs
-	// CPU; beyond it new connections are refused with Busy set.
+	// CPU; beyond it new connections are refused with Busy set. A
+	// handshake is in flight from the client's first bytes
+	// (Ticket.StartHandshake) until it ends; a silent socket holds none.
 	MaxHandshakes int
+	// ClientHelloTimeout is how long a new connection may stay silent
+	// before its first bytes; the proxy closes it then (HAProxy's
+	// "timeout client-hs"). Zero means the proxy's whole handshake
+	// timeout applies. Silent sockets hold no handshake slot, but each
+	// holds a connection (MaxConns) and a place in its client's
+	// ClientMaxConns until this passes.
+	ClientHelloTimeout time.Duration
 	// RefusalDelay holds a socket refused before its handshake open for
 	// between half of this and this long before it is closed, which slows
 	// clients that retry in a tight loop. At most MaxDelayed sockets are
@@ -166,6 +175,12 @@ type Config struct {
 //     accept would fail anyway.
 //   - 256 handshakes in flight per CPU, at least 512: several times what
 //     a core completes in a round trip, so only a flood is refused.
+//   - 3s for a new connection's first bytes: a client sends its
+//     ClientHello right after the TCP handshake, one round trip at most;
+//     3s covers a lost first segment resent after the initial 1s
+//     retransmission timeout (RFC 6298) on a slow mobile or satellite
+//     link, with room to spare, while a silent socket is dropped in less
+//     than a third of the 10s handshake timeout.
 //   - refused sockets held 0.5–1s, at most 1024 at once.
 //   - backend paced to 1000 new connections/s with a 1s wait budget and a
 //     waiting room of 1000; the breaker opens after 5 consecutive dial
@@ -180,24 +195,25 @@ type Config struct {
 //   - up to 100000 clients tracked (about 12 MB; see BenchmarkMemory).
 func DefaultConfig() Config {
 	return Config{
-		ClientRate:      20,
-		ClientBurst:     40,
-		ClientMaxConns:  1000,
-		PenaltyFailures: 20,
-		PenaltyWindow:   time.Minute,
-		PenaltyBase:     10 * time.Second,
-		PenaltyMax:      5 * time.Minute,
-		MaxClients:      100000,
-		MaxConns:        SuggestedMaxConns(),
-		MaxHandshakes:   max(512, 256*runtime.GOMAXPROCS(0)),
-		RefusalDelay:    time.Second,
-		MaxDelayed:      1024,
-		BackendRate:     1000,
-		BackendWait:     time.Second,
-		BackendQueue:    1000,
-		BreakerFailures: 5,
-		BreakerCooldown: 5 * time.Second,
-		Exempt:          []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		ClientRate:         20,
+		ClientBurst:        40,
+		ClientMaxConns:     1000,
+		PenaltyFailures:    20,
+		PenaltyWindow:      time.Minute,
+		PenaltyBase:        10 * time.Second,
+		PenaltyMax:         5 * time.Minute,
+		MaxClients:         100000,
+		MaxConns:           SuggestedMaxConns(),
+		MaxHandshakes:      max(512, 256*runtime.GOMAXPROCS(0)),
+		ClientHelloTimeout: 3 * time.Second,
+		RefusalDelay:       time.Second,
+		MaxDelayed:         1024,
+		BackendRate:        1000,
+		BackendWait:        time.Second,
+		BackendQueue:       1000,
+		BreakerFailures:    5,
+		BreakerCooldown:    5 * time.Second,
+		Exempt:             []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 	}
 }
 
@@ -296,6 +312,7 @@ func (c Config) check() error {
 	neg("MaxClients", c.MaxClients < 0)
 	neg("MaxConns", c.MaxConns < 0)
 	neg("MaxHandshakes", c.MaxHandshakes < 0)
+	neg("ClientHelloTimeout", c.ClientHelloTimeout < 0)
 	neg("RefusalDelay", c.RefusalDelay < 0)
 	neg("MaxDelayed", c.MaxDelayed < 0)
 	neg("BackendRate", c.BackendRate < 0)
