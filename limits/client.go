@@ -64,7 +64,7 @@ func (l *Limiter) Admit(client netip.Addr) (*Ticket, *Refusal) {
 		k := keyOf(client)
 		s := l.clients.shardFor(k)
 		s.mu.Lock()
-		idx, _ := s.unsyncedGet(k, func(c *clientState) bool { return l.clientExpired(c, now) })
+		idx, _ := s.unsyncedGet(k, now)
 		if idx == noSlot {
 			s.mu.Unlock()
 			l.untracked.Add(1)
@@ -145,6 +145,21 @@ func (l *Limiter) unsyncedCheckClient(c *clientState, now int64) (limitID, time.
 		}
 	}
 	return numLimits, 0
+}
+
+// clientPolicy is how client entries age in the table: a client in its
+// penalty box is never forgotten before the box ends, or an attacker with
+// more addresses than MaxClients could churn the table to let it out
+// early; a client with failures being counted or a doubling still to
+// remember goes after plain idle clients.
+func (l *Limiter) clientPolicy() policy[clientState] {
+	return policy[clientState]{
+		expired:   l.clientExpired,
+		keepUntil: func(c *clientState) int64 { return c.boxedUntil },
+		remembers: func(c *clientState, now int64) bool {
+			return !l.clientExpired(c, now) && (c.fails > 0 || c.strikes > 0)
+		},
+	}
 }
 
 // clientExpired reports whether c holds nothing a fresh entry would not:

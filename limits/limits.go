@@ -104,8 +104,8 @@ type Config struct {
 	PenaltyMax      time.Duration
 	// MaxClients caps how many clients (and, separately, MQTT client IDs)
 	// are tracked for per-client limits; 0 means 100000, at least 64.
-	// At the cap the least recently seen idle client is forgotten; see
-	// the package documentation.
+	// At the cap the least recently seen idle client is forgotten, never
+	// one in its penalty box; see the package documentation.
 	MaxClients int
 
 	// MaxConns caps open connections on all listeners; when reached, the
@@ -273,14 +273,16 @@ func newLimiter(cfg Config, now func() time.Time, newPacer func(int) pacer) (*Li
 	seed := rand.Uint64()
 	l.perClient = cfg.ClientRate > 0 || cfg.ClientMaxConns > 0 || cfg.PenaltyFailures > 0
 	if l.perClient {
-		l.clients = newTable[clientKey, clientState](cfg.MaxClients, hashClientKey(seed))
+		l.clients = newTable(cfg.MaxClients, hashClientKey(seed), l.clientPolicy())
 	}
 	if cfg.ClientRate > 0 {
 		l.clientT = int64(float64(time.Second) / cfg.ClientRate)
 		l.clientTau = int64(cfg.ClientBurst-1) * l.clientT
 	}
 	if cfg.ClientIDRate > 0 {
-		l.ids = newTable[uint64, idState](cfg.MaxClients, hashID(seed))
+		l.ids = newTable(cfg.MaxClients, hashID(seed), policy[idState]{
+			expired: func(e *idState, now int64) bool { return e.tat <= now },
+		})
 		l.idT = int64(float64(time.Second) / cfg.ClientIDRate)
 		l.idTau = int64(cfg.ClientIDBurst-1) * l.idT
 	}
@@ -519,10 +521,20 @@ type Stats struct {
 	// traffic (or a storm from many addresses is under way).
 	EvictedClients uint64
 	// UntrackedAdmits counts connections admitted without per-client
-	// limits because every tracked client had connections open.
-	UntrackedAdmits    uint64
-	HandshakesInFlight int64
-	OpenConns          int64
+	// limits because the client table had no place for a new client:
+	// every client in the newcomer's shard had connections open or was in
+	// its penalty box.
+	UntrackedAdmits uint64
+	// ClientTableFull is true while the client table is full in that
+	// sense: the last new client could not be given an entry. It clears
+	// when one can again. ClientTableFullTimes counts the times it became
+	// true. Either means MaxClients is too small for the clients held open
+	// or boxed at once (or an attack from many addresses is under way);
+	// untracked clients still meet every global limit.
+	ClientTableFull      bool
+	ClientTableFullTimes uint64
+	HandshakesInFlight   int64
+	OpenConns            int64
 	// DelayedSockets is how many refused sockets are being held.
 	DelayedSockets int
 	// Breaker is the state of the default backend's circuit breaker:
@@ -557,6 +569,8 @@ func (l *Limiter) Stats() Stats {
 	if l.clients != nil {
 		s.TrackedClients = int(l.clients.count.Load())
 		s.EvictedClients = l.clients.evicted.Load()
+		s.ClientTableFull = l.clients.full.Load()
+		s.ClientTableFullTimes = l.clients.fullTimes.Load()
 	}
 	if l.ids != nil {
 		s.TrackedClientIDs = int(l.ids.count.Load())
@@ -594,7 +608,7 @@ func (l *Limiter) AdmitClientID(id string) *Refusal {
 	now := l.nanotime()
 	s := l.ids.shardFor(k)
 	s.mu.Lock()
-	idx, _ := s.unsyncedGet(k, func(e *idState) bool { return e.tat <= now })
+	idx, _ := s.unsyncedGet(k, now)
 	if idx == noSlot {
 		// Every ID entry is pinned, which cannot happen as none ever is;
 		// admit rather than guess.

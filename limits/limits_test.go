@@ -936,3 +936,124 @@ func TestExempt(t *testing.T) {
 		})
 	}
 }
+
+// TestPenaltyBoxSurvivesChurn is issue 10's second scene: far more
+// addresses than MaxClients pass while some clients sit in their penalty
+// box; the churn must not let one out before its box ends.
+func TestPenaltyBoxSurvivesChurn(t *testing.T) {
+	const (
+		maxClients = 5000
+		addrs      = 20000
+		base       = 10 * time.Second
+	)
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}) }
+	bad := func(i int) bool { return i%10 == 0 } // 2,000 clients that always fail
+	l, clk := newTest(t, Config{ClientRate: 20, ClientBurst: 40, PenaltyFailures: 3, PenaltyBase: base, MaxClients: maxClients})
+	conn := func(a netip.Addr, ok bool) *Refusal {
+		tk, r := l.Admit(a)
+		if r != nil {
+			return r
+		}
+		tk.StartHandshake()
+		tk.Handshake(ok)
+		tk.Close()
+		return nil
+	}
+	boxedUntil := map[int]time.Time{}
+	for i := range addrs {
+		a := addr(i)
+		if !bad(i) {
+			if r := conn(a, true); r != nil {
+				t.Fatalf("good client %d refused by %s", i, r.Limit)
+			}
+		} else {
+			for range 3 {
+				conn(a, false)
+			}
+			boxedUntil[i] = clk.Now().Add(base)
+		}
+		clk.Advance(100 * time.Microsecond)
+	}
+	// Two more rounds of the good clients, checking boxed ones on the way.
+	check := func(i int) {
+		t.Helper()
+		r := conn(addr(i), true)
+		if left := boxedUntil[i].Sub(clk.Now()); left > 0 && (r == nil || r.Limit != LimitPenalty || r.RetryAfter != left) {
+			t.Fatalf("client %d, %v before its box ends: refusal %+v, want penalty for %v", i, left, r, left)
+		}
+	}
+	for round := range 2 {
+		for i := range addrs {
+			if !bad(i) {
+				conn(addr(i), true)
+			} else if (i/10)%7 == round {
+				check(i)
+			}
+			clk.Advance(50 * time.Microsecond)
+		}
+	}
+	st := l.Stats()
+	if st.EvictedClients < addrs/2 {
+		t.Fatalf("EvictedClients = %d: the table did not churn", st.EvictedClients)
+	}
+	if st.TrackedClients > maxClients || st.UntrackedAdmits != 0 || st.ClientTableFull {
+		t.Fatalf("Stats = %+v, want at most %d tracked and none untracked", st, maxClients)
+	}
+	for i := range boxedUntil {
+		check(i)
+	}
+	// Once the last box has ended, every one of them may try again.
+	clk.Advance(base)
+	for i := range boxedUntil {
+		if r := conn(addr(i), true); r != nil {
+			t.Fatalf("client %d refused by %s after its box ended", i, r.Limit)
+		}
+	}
+}
+
+func TestClientTableFullOfBoxedClients(t *testing.T) {
+	const base = 10 * time.Second
+	l, clk := newTest(t, Config{PenaltyFailures: 1, PenaltyBase: base, MaxClients: 256})
+	fail := func(a netip.Addr) *Refusal {
+		tk, r := l.Admit(a)
+		if r != nil {
+			return r
+		}
+		tk.StartHandshake()
+		tk.Handshake(false)
+		tk.Close()
+		return nil
+	}
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}) }
+	var boxed []netip.Addr
+	for i := range 1000 {
+		a := addr(i)
+		if r := fail(a); r != nil {
+			t.Fatalf("client %d refused by %s on its first connection", i, r.Limit)
+		}
+		if r := fail(a); r != nil && r.Limit == LimitPenalty {
+			boxed = append(boxed, a)
+		}
+	}
+	st := l.Stats()
+	if len(boxed) != 256 || st.TrackedClients != 256 {
+		t.Fatalf("%d boxed, %d tracked; want the table's 256 both", len(boxed), st.TrackedClients)
+	}
+	if !st.ClientTableFull || st.ClientTableFullTimes == 0 || st.UntrackedAdmits == 0 || st.EvictedClients != 0 {
+		t.Fatalf("Stats = %+v, want full, untracked admits and no evictions", st)
+	}
+	// Untracked newcomers were admitted (checked above); the boxed stay in.
+	for _, a := range boxed {
+		if r := fail(a); r == nil || r.Limit != LimitPenalty {
+			t.Fatalf("%v: refusal %+v, want penalty", a, r)
+		}
+	}
+	clk.Advance(base)
+	// Boxes over: a newcomer is tracked again and the table is no longer full.
+	if r := fail(ip("192.0.2.1")); r != nil {
+		t.Fatal(r)
+	}
+	if st := l.Stats(); st.ClientTableFull || st.EvictedClients == 0 {
+		t.Fatalf("Stats = %+v after the boxes ended, want not full and an eviction", st)
+	}
+}
