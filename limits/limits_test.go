@@ -1002,6 +1002,9 @@ func TestPenaltyBoxSurvivesChurn(t *testing.T) {
 	for i := range boxedUntil {
 		check(i)
 	}
+	st = l.Stats()
+	t.Logf("%d addresses, MaxClients %d: %d evicted, %d tracked, %d penalty refusals, %d boxed clients all still refused",
+		addrs, maxClients, st.EvictedClients, st.TrackedClients, st.Refused[LimitPenalty], len(boxedUntil))
 	// Once the last box has ended, every one of them may try again.
 	clk.Advance(base)
 	for i := range boxedUntil {
