@@ -68,7 +68,8 @@ type ACMEOptions struct {
 	// and can answer each other's HTTP-01 and TLS-ALPN-01 challenges.
 	Storage string
 	// OnDemand, when non-nil, lets a TLS handshake for a name outside the
-	// managed names obtain a certificate, if OnDemand allows the name.
+	// managed names start obtaining a certificate in the background, if
+	// OnDemand allows the name (see GetCertificate).
 	OnDemand *OnDemandOptions
 	// OnEvent is told about issuance and renewal (the Event constants).
 	// It is called synchronously from certmagic's goroutines and from

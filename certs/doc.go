@@ -14,7 +14,14 @@
 // publishes a renewed certificate only after it passed the doctor and a
 // real TLS handshake against itself in memory; otherwise the last good one
 // keeps serving. ClientCAs holds a reloadable pool for client certificates.
-// ACME obtains and renews certificates with certmagic.
+// Every certificate, key and CA file is read through ReadFile, which
+// refuses FIFOs, devices, directories and oversized files without blocking
+// or reading them whole.
+//
+// ACME obtains and renews certificates with certmagic. No handshake ever
+// waits on the CA: on-demand names are obtained in the background, within
+// caps, and a handshake for a name without a certificate yet fails at once
+// with an *IssuanceError the proxy can classify.
 //
 // Other packages see only tls.Config callbacks.
 package certs
