@@ -415,8 +415,21 @@ func (od *onDemand) obtain(ctx context.Context, name string) error {
 	if err := od.cfg.ObtainCertSync(ctx, name); err != nil {
 		return err
 	}
-	if _, err := od.cfg.CacheManagedCertificate(ctx, name); err != nil {
+	c, err := od.cfg.CacheManagedCertificate(ctx, name)
+	if err != nil {
 		return fmt.Errorf("load the obtained certificate: %w", err)
+	}
+	if !c.NeedsRenewal(od.cfg) {
+		return nil
+	}
+	// ObtainCertSync does nothing when storage holds a certificate, even
+	// an expired one (found after a long downtime): renew it here rather
+	// than wait for the next maintenance run.
+	if err := od.cfg.RenewCertSync(ctx, name, false); err != nil {
+		return fmt.Errorf("renew the stored certificate: %w", err)
+	}
+	if _, err := od.cfg.CacheManagedCertificate(ctx, name); err != nil {
+		return fmt.Errorf("load the renewed certificate: %w", err)
 	}
 	return nil
 }

@@ -401,3 +401,22 @@ func TestOnDemandCaps(t *testing.T) {
 		waitStats(t, a, "all three attempts to fail", func(st certs.OnDemandStats) bool { return st.Failed == 3 && st.Failing == 3 })
 	})
 }
+
+// TestOnDemandRenewsStoredCertificateDue: a certificate found in storage
+// already due for renewal (as after a long downtime) is renewed by the
+// background attempt, not served as it is until the next maintenance run.
+// A renewal window of nearly the whole lifetime makes every certificate
+// due at once.
+func TestOnDemandRenewsStoredCertificateDue(t *testing.T) {
+	const name = "due.devices.tlsfront.test"
+	od := loopbackOnly
+	od.Allow = []string{"*.devices.tlsfront.test"}
+	s, _ := newSetup(t, setupOptions{http: true, onDemand: &od, validity: time.Hour, ratio: 0.9999})
+	if _, err := s.acme.GetCertificate(helloFor(t, name)); !errors.Is(err, certs.ErrIssuancePending) {
+		t.Fatalf("first call: %v, want pending", err)
+	}
+	s.ev.wait(t, certs.EventObtained, name, 1, 30*time.Second)
+	s.ev.wait(t, certs.EventRenewed, name, 1, 30*time.Second)
+	waitStats(t, s.acme, "the attempt to end", func(st certs.OnDemandStats) bool { return st.Obtained == 1 })
+	waitServed(t, s.tlsLn.Addr(), name, s.pebble.IssuedRoots(t), nil)
+}
