@@ -420,7 +420,8 @@ func (a *ACME) Stop() {
 // a brand-new name fails, and a retry seconds later (once issued) succeeds;
 // MQTT clients and browsers retry. The proxy should report these as
 // their own handshake failure reasons, and not count them against the
-// client in the penalty box: they are not the client's fault.
+// client in the penalty box (limits' Ticket.HandshakeEnded): they are
+// not the client's fault.
 func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r := a.run.Load()
 	if r == nil {

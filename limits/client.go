@@ -202,6 +202,20 @@ func (t *Ticket) Handshake(ok bool) {
 	t.l.unsyncedPenalise(&t.sh.slots[t.idx].e, ok, now)
 }
 
+// HandshakeEnded gives back the handshake slot, if StartHandshake took
+// one, without feeding the penalty box. It is for handshakes that failed
+// through no fault of the client's: the server had no certificate for the
+// name yet (an on-demand certificate being obtained, or failing at the
+// CA), or it is shutting down. Counting those would box every client
+// behind a NAT address because one of the names they visit is broken.
+// The proxy calls it instead of Handshake, not as well.
+func (t *Ticket) HandshakeEnded() {
+	if t == nil {
+		return
+	}
+	t.releaseHandshake()
+}
+
 // unsyncedPenalise counts a handshake result against c. The caller holds
 // c's shard lock.
 func (l *Limiter) unsyncedPenalise(c *clientState, ok bool, now int64) {

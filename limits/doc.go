@@ -18,7 +18,9 @@
 //     Busy). A client that sends nothing within
 //     Config.ClientHelloTimeout is closed without ever taking a slot, so
 //     silent sockets cannot refuse clients that talk.
-//     Ticket.Handshake gives the slot back and feeds the penalty box.
+//     Ticket.Handshake gives the slot back and feeds the penalty box;
+//     Ticket.HandshakeEnded gives it back without doing so, for failures
+//     that are not the client's fault (no certificate for the name yet).
 //   - AdmitClientID, after an MQTT CONNECT is read: the rate of CONNECTs
 //     per client ID (client_id_rate).
 //   - Backend, before dialling the backend: the circuit breaker

@@ -410,7 +410,7 @@ func TestStartHandshakeLifecycle(t *testing.T) {
 	// racing a handshake's end, gives the slot back exactly once.
 	tests := []struct {
 		name  string
-		steps string // s StartHandshake, h Handshake, c Close
+		steps string // s StartHandshake, h Handshake, e HandshakeEnded, c Close
 		held  int64  // slots held after the steps
 	}{
 		{"start handshake close", "shc", 0},
@@ -423,6 +423,8 @@ func TestStartHandshakeLifecycle(t *testing.T) {
 		{"no start: silent socket closed", "hc", 0},
 		{"everything twice", "sshhcc", 0},
 		{"close before handshake", "sch", 0},
+		{"ended without a verdict", "sec", 0},
+		{"ended twice", "see", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,6 +438,8 @@ func TestStartHandshakeLifecycle(t *testing.T) {
 					}
 				case 'h':
 					tk.Handshake(true)
+				case 'e':
+					tk.HandshakeEnded()
 				case 'c':
 					tk.Close()
 				}
@@ -455,6 +459,24 @@ func TestStartHandshakeLifecycle(t *testing.T) {
 	if r := nilTicket.StartHandshake(); r != nil {
 		t.Errorf("nil ticket refused: %+v", r)
 	}
+}
+
+func TestHandshakeEndedIsNoOffence(t *testing.T) {
+	l, _ := newTest(t, Config{PenaltyFailures: 3, MaxHandshakes: 1})
+	client := ip("203.0.113.5")
+	// Many handshakes failing for want of a certificate: not the
+	// client's fault, so no box; and each gives its slot back.
+	for range 10 {
+		tk := started(t, l, client)
+		tk.HandshakeEnded()
+		tk.Close()
+	}
+	admit(t, l, client).Close()
+	if st := l.Stats(); st.HandshakesInFlight != 0 || st.Refused[LimitPenalty] != 0 {
+		t.Errorf("Stats = %+v, want nothing in flight and no box", st)
+	}
+	var nilTicket *Ticket
+	nilTicket.HandshakeEnded()
 }
 
 func TestExemptHandshakeHeadroom(t *testing.T) {
