@@ -68,7 +68,8 @@ type ACMEOptions struct {
 	// and can answer each other's HTTP-01 and TLS-ALPN-01 challenges.
 	Storage string
 	// OnDemand, when non-nil, lets a TLS handshake for a name outside the
-	// managed names obtain a certificate, if OnDemand allows the name.
+	// managed names start obtaining a certificate in the background, if
+	// OnDemand allows the name (see GetCertificate).
 	OnDemand *OnDemandOptions
 	// OnEvent is told about issuance and renewal (the Event constants).
 	// It is called synchronously from certmagic's goroutines and from
@@ -109,6 +110,29 @@ type OnDemandOptions struct {
 	// HostAddrs returns this host's addresses; nil means the addresses of
 	// its network interfaces. PublicAddrs are added to either.
 	HostAddrs func() ([]netip.Addr, error)
+
+	// Caps on issuance (issue 13), so that neither a name the CA refuses
+	// nor a flood of allowed names can spend the CA's rate limits or
+	// this process's attention. A handshake whose attempt a cap refuses
+	// fails with ErrIssuanceLimited and is counted in
+	// OnDemandStats.Refused. Zero means the default in brackets.
+	//
+	// MaxConcurrent attempts run at once (2); MaxPending more names wait
+	// for one (100). MaxPerMinute attempts start per minute, all names
+	// together, in bursts of as many (5); MaxPerDomainPerHour per
+	// registered domain, e.g. example.co.uk for a.b.example.co.uk (5),
+	// since CAs count certificates per registered domain (Let's Encrypt:
+	// 50 a week) and one customer's names must not use up the others'
+	// share.
+	MaxConcurrent       int
+	MaxPending          int
+	MaxPerMinute        int
+	MaxPerDomainPerHour int
+	// RetryBackoff is how long a name whose attempt failed waits before
+	// the next one, doubling with each further failure up to an hour
+	// (2m: at most 5 failed attempts per name in the first hour, Let's
+	// Encrypt's limit of failed validations per name and hour).
+	RetryBackoff time.Duration
 }
 
 // ChallengeAddrs say where this process answers ACME challenges. They are
@@ -171,7 +195,8 @@ type ACME struct {
 type acmeRun struct {
 	cache    *certmagic.Cache
 	managed  *certmagic.Config // names from Manage: obtained at once, renewed by the cache
-	onDemand *certmagic.Config // nil unless on-demand is on
+	onDemand *certmagic.Config // nil unless on-demand is on; see onDemand
+	od       *onDemand         // obtains for onDemand in the background
 	issuer   *certmagic.ACMEIssuer
 }
 
@@ -270,7 +295,17 @@ func (a *ACME) Start(ch ChallengeAddrs) error {
 	}
 	r.managed, r.issuer = mk(nil)
 	if a.opts.OnDemand != nil {
-		r.onDemand, _ = mk(&certmagic.OnDemandConfig{DecisionFunc: a.Decide})
+		// No certmagic OnDemandConfig: with one, a handshake for a name
+		// without a certificate obtains it inside the handshake, and
+		// every handshake for a name the CA refuses waits out certmagic's
+		// backoff, holding a handshake slot; a thousand visitors of one
+		// blocked name then fail every other domain's clients. Our
+		// onDemand obtains in the background instead, and certificates
+		// it has obtained are renewed by the cache's maintenance like
+		// managed ones, also outside handshakes.
+		r.onDemand, _ = mk(nil)
+		r.od = newOnDemand(a, r.onDemand, a.opts.OnDemand)
+		r.od.start()
 	}
 	a.run.Store(r)
 	return nil
@@ -350,7 +385,8 @@ func (a *ACME) Manage(ctx context.Context, names []string) error {
 	return nil
 }
 
-// Stop stops certificate maintenance and waits for its goroutine.
+// Stop stops certificate maintenance and waits for its goroutine, and
+// cancels on-demand attempts under way and waits for their workers.
 // Certificates already in memory are still served. Background obtains
 // started by Manage end when its ctx is cancelled. Stop may be called
 // more than once, and before Start.
@@ -363,22 +399,53 @@ func (a *ACME) Stop() {
 	a.stopped = true
 	if r := a.run.Load(); r != nil {
 		r.cache.Stop()
+		if r.od != nil {
+			r.od.stop()
+		}
 	}
 }
 
 // GetCertificate serves managed and on-demand certificates and answers
 // TLS-ALPN-01 challenge hellos. It suits tls.Config.GetCertificate and
-// Store.Fallback. For a name it has nothing for (and may not obtain), it
-// returns an error.
+// Store.Fallback. For a name it has nothing for, it returns an error at
+// once: it never waits on the CA or on DNS, so a name that cannot get a
+// certificate cannot hold handshakes (and their slots) while others wait.
+//
+// For an on-demand name outside the allow-list the error wraps
+// ErrNotAllowed. For an allowed name with no certificate in memory or
+// storage it is an *IssuanceError: ErrIssuancePending when an attempt
+// has been started (by this handshake, in the background) or is under
+// way, ErrIssuanceFailing while the name is in its backoff after a failed
+// attempt (the cause wrapped, e.g. a *NotHereError), ErrIssuanceLimited
+// when a cap refused to start one. The trade-off: the first handshake for
+// a brand-new name fails, and a retry seconds later (once issued) succeeds;
+// MQTT clients and browsers retry. The proxy should report these as
+// their own handshake failure reasons, and not count them against the
+// client in the penalty box (limits' Ticket.HandshakeEnded): they are
+// not the client's fault.
 func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r := a.run.Load()
 	if r == nil {
 		return nil, ErrACMENotStarted
 	}
-	if r.onDemand != nil && !a.isManaged(normalizeName(hello.ServerName)) {
-		return r.onDemand.GetCertificate(hello)
+	name := normalizeName(hello.ServerName)
+	if r.od != nil && name != "" && !IsChallengeHello(hello) && !a.isManaged(name) {
+		return r.od.getCertificate(hello, name)
 	}
 	return r.managed.GetCertificate(hello)
+}
+
+// OnDemandStats returns a snapshot of on-demand issuance; zero before
+// Start or without on-demand. It is safe to call at any time.
+func (a *ACME) OnDemandStats() OnDemandStats {
+	if r := a.run.Load(); r != nil && r.od != nil {
+		return r.od.stats()
+	}
+	s := OnDemandStats{Refused: map[string]uint64{}}
+	for _, n := range capNames {
+		s.Refused[n] = 0
+	}
+	return s
 }
 
 // IsChallengeHello reports whether hello is a TLS-ALPN-01 validation
@@ -421,8 +488,9 @@ func (a *ACME) HTTPChallengeHandler(next http.Handler) http.Handler {
 
 // Decide is the on-demand decision: nil lets name be obtained. It refuses
 // names outside the allow-list and, with RequireDNSToHost, names that do
-// not resolve to this host. It never contacts the CA. Refusals are
-// reported as EventRefused.
+// not resolve to this host. It never contacts the CA, but may wait for
+// DNS; GetCertificate calls it in the background, never in a handshake.
+// Refusals are reported as EventRefused.
 func (a *ACME) Decide(ctx context.Context, name string) error {
 	err := a.decide(ctx, name)
 	if err != nil {

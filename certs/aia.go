@@ -101,7 +101,7 @@ func (r *aiaResolver) resolve(ctx context.Context, url string) *aiaResult {
 func (r *aiaResolver) unsyncedResolve(ctx context.Context, url string) *aiaResult {
 	if r.v.CacheDir != "" {
 		p := cachePath(r.v.CacheDir, url)
-		if data, err := os.ReadFile(p); err == nil {
+		if data, err := ReadFile(p, MaxFileBytes); err == nil {
 			// A cached issuer that has expired is refetched: the CA has
 			// probably published its successor at the same URL.
 			if cs, err := parseBundle(data); err == nil && anyValidAt(cs, r.now) {

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 )
@@ -54,7 +53,8 @@ func NewClientCAs(required bool) *ClientCAs {
 // returns how many CAs the file holds. On error the previous pool stays in
 // use; the error names the file.
 func (c *ClientCAs) Reload(file string) (Outcome, int, error) {
-	data, err := os.ReadFile(file)
+	// Bounded and non-blocking: the path is re-read on every reload.
+	data, err := ReadFile(file, MaxFileBytes)
 	if err != nil {
 		return Failed, 0, &FileError{file, fmt.Errorf("read client CA bundle: %w", err)}
 	}

@@ -18,6 +18,14 @@
 // that fails any step is refused and the last good one keeps serving. The
 // Store serves bundles by SNI through tls.Config.GetCertificate. Reload
 // results, ACME events included, are reported through a report.Sink.
+// Every certificate, key and CA file is read through ReadFile, which
+// refuses FIFOs, devices, directories and oversized files without blocking
+// or reading them whole.
+//
+// No handshake ever waits on the CA: on-demand names are obtained in the
+// background, within caps, and a handshake for a name without a
+// certificate yet fails at once with an *IssuanceError the proxy can
+// classify.
 //
 // Other packages see only tls.Config callbacks.
 package certs

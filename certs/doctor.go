@@ -445,7 +445,7 @@ func (dr *doctor) loadBundleDir() {
 			dr.d.add(SeverityInfo, "skipped %s in the bundle folder: larger than %d bytes", p, maxBundleBytes)
 			continue
 		}
-		data, err := os.ReadFile(p)
+		data, err := ReadFile(p, MaxFileBytes) // the stat above can be raced
 		if err != nil {
 			dr.d.add(SeverityInfo, "skipped %s in the bundle folder: %v", p, err)
 			continue

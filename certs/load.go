@@ -161,8 +161,11 @@ func Parse(src Source, certPEM, keyPEM []byte, v Verify) (*Bundle, error) {
 	return parse(context.Background(), src, certPEM, keyPEM, v)
 }
 
+// readSource reads src's files through ReadFile: a path that points at a
+// FIFO, a device or a huge file must fail the load (and a reload, which
+// keeps the old certificate), never block it or exhaust memory.
 func readSource(src Source) (certData, keyData []byte, keyFile string, err error) {
-	certData, err = os.ReadFile(src.CertFile)
+	certData, err = ReadFile(src.CertFile, MaxFileBytes)
 	if err != nil {
 		return nil, nil, "", &FileError{src.CertFile, fmt.Errorf("read certificate: %w", err)}
 	}
@@ -170,7 +173,7 @@ func readSource(src Source) (certData, keyData []byte, keyFile string, err error
 	if keyFile == "" {
 		return certData, certData, src.CertFile, nil
 	}
-	keyData, err = os.ReadFile(keyFile)
+	keyData, err = ReadFile(keyFile, MaxFileBytes)
 	if err != nil {
 		return nil, nil, "", &FileError{keyFile, fmt.Errorf("read private key: %w", err)}
 	}
@@ -213,7 +216,7 @@ func parse(ctx context.Context, src Source, certData, keyData []byte, v Verify) 
 // one, and without any the key check is skipped. The error is non-nil only
 // when a file cannot be read or holds no certificate (a *FileError).
 func Examine(ctx context.Context, src Source, v Verify) (*Diagnosis, error) {
-	certData, err := os.ReadFile(src.CertFile)
+	certData, err := ReadFile(src.CertFile, MaxFileBytes)
 	if err != nil {
 		return nil, &FileError{src.CertFile, fmt.Errorf("read certificate: %w", err)}
 	}
@@ -224,7 +227,7 @@ func Examine(ctx context.Context, src Source, v Verify) (*Diagnosis, error) {
 	in := Input{Mode: ModeFile, Certs: list, Names: src.Names, CertFile: src.CertFile}
 	switch {
 	case src.KeyFile != "":
-		keyData, err := os.ReadFile(src.KeyFile)
+		keyData, err := ReadFile(src.KeyFile, MaxFileBytes)
 		if err != nil {
 			return nil, &FileError{src.KeyFile, fmt.Errorf("read private key: %w", err)}
 		}

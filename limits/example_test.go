@@ -8,8 +8,8 @@ import (
 	"github.com/tlsfront/tlsfront/limits"
 )
 
-// A proxy asks the limiter before accepting, before the TLS handshake and
-// before dialling the backend.
+// A proxy asks the limiter before accepting, after accepting, when the
+// client's first bytes arrive and before dialling the backend.
 func Example() {
 	l, err := limits.New(limits.Config{ClientRate: 1, ClientBurst: 2})
 	if err != nil {
@@ -21,6 +21,13 @@ func Example() {
 		ticket, refusal := l.Admit(client)
 		if refusal != nil {
 			fmt.Println("refused by", refusal.Limit)
+			release()
+			continue
+		}
+		// Once the client's first bytes arrive, within ClientHelloTimeout:
+		if refusal := ticket.StartHandshake(); refusal != nil {
+			fmt.Println("refused by", refusal.Limit)
+			ticket.Close()
 			release()
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,71 +83,80 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return fmt.Sprintf("refused by limit %s", r.Limit) }
 
-// Config holds every limit. The zero value limits nothing; each limit is
-// off while its main field is zero. DefaultConfig returns recommended
-// values.
+// Config holds every limit: the limits section of the configuration,
+// with its YAML keys. The zero value limits nothing; each limit is off
+// while its main field is zero. DefaultConfig returns recommended values.
 type Config struct {
 	// ClientRate is new connections per second allowed from one client
 	// (an IPv4 address or an IPv6 /64), with bursts of ClientBurst
 	// (0 means ceil(ClientRate)). It is checked before the TLS handshake.
-	ClientRate  float64
-	ClientBurst int
+	ClientRate  float64 `yaml:"client_rate"`
+	ClientBurst int     `yaml:"client_burst"`
 	// ClientMaxConns caps the connections one client holds open at once.
-	ClientMaxConns int
+	ClientMaxConns int `yaml:"client_max_conns"`
 	// PenaltyFailures handshake failures within PenaltyWindow put a
 	// client in the penalty box for PenaltyBase. A client that fails again
 	// soon after its release goes back in for twice as long, up to
 	// PenaltyMax; a successful handshake ends the doubling. Zero
 	// durations default to 1m, 10s and 16×PenaltyBase.
-	PenaltyFailures int
-	PenaltyWindow   time.Duration
-	PenaltyBase     time.Duration
-	PenaltyMax      time.Duration
+	PenaltyFailures int           `yaml:"penalty_failures"`
+	PenaltyWindow   time.Duration `yaml:"penalty_window"`
+	PenaltyBase     time.Duration `yaml:"penalty_base"`
+	PenaltyMax      time.Duration `yaml:"penalty_max"`
 	// MaxClients caps how many clients (and, separately, MQTT client IDs)
 	// are tracked for per-client limits; 0 means 100000, at least 64.
-	// At the cap the least recently seen idle client is forgotten; see
-	// the package documentation.
-	MaxClients int
+	// At the cap the least recently seen idle client is forgotten, never
+	// one in its penalty box; see the package documentation.
+	MaxClients int `yaml:"max_clients"`
 
 	// MaxConns caps open connections on all listeners; when reached, the
 	// proxy stops accepting until one closes.
-	MaxConns int
+	MaxConns int `yaml:"max_conns"`
 	// MaxHandshakes caps TLS handshakes in flight, which is what costs
-	// CPU; beyond it new connections are refused with Busy set.
-	MaxHandshakes int
+	// CPU; beyond it new connections are refused with Busy set. A
+	// handshake is in flight from the client's first bytes
+	// (Ticket.StartHandshake) until it ends; a silent socket holds none.
+	MaxHandshakes int `yaml:"max_handshakes"`
+	// ClientHelloTimeout is how long a new connection may stay silent
+	// before its first bytes; the proxy closes it then (HAProxy's
+	// "timeout client-hs"). Zero means the proxy's whole handshake
+	// timeout applies. Silent sockets hold no handshake slot, but each
+	// holds a connection (MaxConns) and a place in its client's
+	// ClientMaxConns until this passes.
+	ClientHelloTimeout time.Duration `yaml:"client_hello_timeout"`
 	// RefusalDelay holds a socket refused before its handshake open for
 	// between half of this and this long before it is closed, which slows
 	// clients that retry in a tight loop. At most MaxDelayed sockets are
 	// held at once (0 means 1024); beyond that, refused sockets are
 	// closed at once.
-	RefusalDelay time.Duration
-	MaxDelayed   int
+	RefusalDelay time.Duration `yaml:"refusal_delay"`
+	MaxDelayed   int           `yaml:"max_delayed"`
 
 	// BackendRate paces new backend connections to this many per second,
 	// per backend. A caller waits for its turn in a waiting room of at
 	// most BackendQueue callers (0 means no other bound), and is refused
 	// at once instead if its wait would exceed BackendWait (0 means 1s).
-	BackendRate  int
-	BackendWait  time.Duration
-	BackendQueue int
+	BackendRate  int           `yaml:"backend_rate"`
+	BackendWait  time.Duration `yaml:"backend_wait"`
+	BackendQueue int           `yaml:"backend_queue"`
 	// BreakerFailures consecutive failed backend dials open the circuit
 	// breaker: backend connections are refused at once for
 	// BreakerCooldown (0 means 5s), then one trial dial is let through,
 	// whose result closes or reopens it.
-	BreakerFailures int
-	BreakerCooldown time.Duration
+	BreakerFailures int           `yaml:"breaker_failures"`
+	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 
 	// ClientIDRate is MQTT CONNECTs per second allowed for one client ID,
 	// with bursts of ClientIDBurst (0 means ceil(ClientIDRate)). It stops
 	// two devices sharing an ID from knocking each other off in a loop.
-	ClientIDRate  float64
-	ClientIDBurst int
+	ClientIDRate  float64 `yaml:"mqtt_client_id_rate"`
+	ClientIDBurst int     `yaml:"mqtt_client_id_burst"`
 
 	// Exempt lists networks whose clients skip the per-client limits
 	// (rate, open connections, penalty box); the global limits still
 	// apply. For trusted neighbours: the host itself (health checks, the
 	// self-probe, a local proxy in front), a load balancer's checkers.
-	Exempt []netip.Prefix
+	Exempt Networks `yaml:"exempt"`
 }
 
 // DefaultConfig returns the recommended limits. They are meant to be
@@ -166,6 +176,12 @@ type Config struct {
 //     accept would fail anyway.
 //   - 256 handshakes in flight per CPU, at least 512: several times what
 //     a core completes in a round trip, so only a flood is refused.
+//   - 3s for a new connection's first bytes: a client sends its
+//     ClientHello right after the TCP handshake, one round trip at most;
+//     3s covers a lost first segment resent after the initial 1s
+//     retransmission timeout (RFC 6298) on a slow mobile or satellite
+//     link, with room to spare, while a silent socket is dropped in less
+//     than a third of the 10s handshake timeout.
 //   - refused sockets held 0.5–1s, at most 1024 at once.
 //   - backend paced to 1000 new connections/s with a 1s wait budget and a
 //     waiting room of 1000; the breaker opens after 5 consecutive dial
@@ -180,24 +196,25 @@ type Config struct {
 //   - up to 100000 clients tracked (about 12 MB; see BenchmarkMemory).
 func DefaultConfig() Config {
 	return Config{
-		ClientRate:      20,
-		ClientBurst:     40,
-		ClientMaxConns:  1000,
-		PenaltyFailures: 20,
-		PenaltyWindow:   time.Minute,
-		PenaltyBase:     10 * time.Second,
-		PenaltyMax:      5 * time.Minute,
-		MaxClients:      100000,
-		MaxConns:        SuggestedMaxConns(),
-		MaxHandshakes:   max(512, 256*runtime.GOMAXPROCS(0)),
-		RefusalDelay:    time.Second,
-		MaxDelayed:      1024,
-		BackendRate:     1000,
-		BackendWait:     time.Second,
-		BackendQueue:    1000,
-		BreakerFailures: 5,
-		BreakerCooldown: 5 * time.Second,
-		Exempt:          []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		ClientRate:         20,
+		ClientBurst:        40,
+		ClientMaxConns:     1000,
+		PenaltyFailures:    20,
+		PenaltyWindow:      time.Minute,
+		PenaltyBase:        10 * time.Second,
+		PenaltyMax:         5 * time.Minute,
+		MaxClients:         100000,
+		MaxConns:           SuggestedMaxConns(),
+		MaxHandshakes:      max(512, 256*runtime.GOMAXPROCS(0)),
+		ClientHelloTimeout: 3 * time.Second,
+		RefusalDelay:       time.Second,
+		MaxDelayed:         1024,
+		BackendRate:        1000,
+		BackendWait:        time.Second,
+		BackendQueue:       1000,
+		BreakerFailures:    5,
+		BreakerCooldown:    5 * time.Second,
+		Exempt:             Networks{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 	}
 }
 
@@ -245,7 +262,7 @@ const maxBackends = 256
 func New(cfg Config) (*Limiter, error) { return newLimiter(cfg, time.Now, nil) }
 
 func newLimiter(cfg Config, now func() time.Time, newPacer func(int) pacer) (*Limiter, error) {
-	if err := cfg.check(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
@@ -257,14 +274,16 @@ func newLimiter(cfg Config, now func() time.Time, newPacer func(int) pacer) (*Li
 	seed := rand.Uint64()
 	l.perClient = cfg.ClientRate > 0 || cfg.ClientMaxConns > 0 || cfg.PenaltyFailures > 0
 	if l.perClient {
-		l.clients = newTable[clientKey, clientState](cfg.MaxClients, hashClientKey(seed))
+		l.clients = newTable(cfg.MaxClients, hashClientKey(seed), l.clientPolicy())
 	}
 	if cfg.ClientRate > 0 {
 		l.clientT = int64(float64(time.Second) / cfg.ClientRate)
 		l.clientTau = int64(cfg.ClientBurst-1) * l.clientT
 	}
 	if cfg.ClientIDRate > 0 {
-		l.ids = newTable[uint64, idState](cfg.MaxClients, hashID(seed))
+		l.ids = newTable(cfg.MaxClients, hashID(seed), policy[idState]{
+			expired: func(e *idState, now int64) bool { return e.tat <= now },
+		})
 		l.idT = int64(float64(time.Second) / cfg.ClientIDRate)
 		l.idTau = int64(cfg.ClientIDBurst-1) * l.idT
 	}
@@ -279,41 +298,126 @@ func newLimiter(cfg Config, now func() time.Time, newPacer func(int) pacer) (*Li
 	return l, nil
 }
 
-func (c Config) check() error {
+// Validate checks c; each error names its YAML key under limits and says
+// what to do.
+func (c Config) Validate() error {
 	var errs []error
-	neg := func(name string, bad bool) {
-		if bad {
-			errs = append(errs, fmt.Errorf("limits: %s must not be negative", name))
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("limits.%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	const off, dflt = "use 0 to turn it off", "use 0 for the default"
+	for _, f := range []struct {
+		key  string
+		v    float64
+		zero string
+	}{
+		{"client_rate", c.ClientRate, off},
+		{"client_burst", float64(c.ClientBurst), dflt},
+		{"client_max_conns", float64(c.ClientMaxConns), off},
+		{"penalty_failures", float64(c.PenaltyFailures), off},
+		{"penalty_window", float64(c.PenaltyWindow), dflt},
+		{"penalty_base", float64(c.PenaltyBase), dflt},
+		{"penalty_max", float64(c.PenaltyMax), dflt},
+		{"max_clients", float64(c.MaxClients), dflt},
+		{"max_conns", float64(c.MaxConns), off},
+		{"max_handshakes", float64(c.MaxHandshakes), off},
+		{"client_hello_timeout", float64(c.ClientHelloTimeout), "use 0 for the handshake timeout"},
+		{"refusal_delay", float64(c.RefusalDelay), off},
+		{"max_delayed", float64(c.MaxDelayed), dflt},
+		{"backend_rate", float64(c.BackendRate), off},
+		{"backend_wait", float64(c.BackendWait), dflt},
+		{"backend_queue", float64(c.BackendQueue), "use 0 for no bound beyond backend_wait"},
+		{"breaker_failures", float64(c.BreakerFailures), off},
+		{"breaker_cooldown", float64(c.BreakerCooldown), dflt},
+		{"mqtt_client_id_rate", c.ClientIDRate, off},
+		{"mqtt_client_id_burst", float64(c.ClientIDBurst), dflt},
+	} {
+		if f.v < 0 {
+			bad(f.key, "must not be negative; %s", f.zero)
 		}
 	}
-	neg("ClientRate", c.ClientRate < 0)
-	neg("ClientBurst", c.ClientBurst < 0)
-	neg("ClientMaxConns", c.ClientMaxConns < 0)
-	neg("PenaltyFailures", c.PenaltyFailures < 0)
-	neg("PenaltyWindow", c.PenaltyWindow < 0)
-	neg("PenaltyBase", c.PenaltyBase < 0)
-	neg("PenaltyMax", c.PenaltyMax < 0)
-	neg("MaxClients", c.MaxClients < 0)
-	neg("MaxConns", c.MaxConns < 0)
-	neg("MaxHandshakes", c.MaxHandshakes < 0)
-	neg("RefusalDelay", c.RefusalDelay < 0)
-	neg("MaxDelayed", c.MaxDelayed < 0)
-	neg("BackendRate", c.BackendRate < 0)
-	neg("BackendWait", c.BackendWait < 0)
-	neg("BackendQueue", c.BackendQueue < 0)
-	neg("BreakerFailures", c.BreakerFailures < 0)
-	neg("BreakerCooldown", c.BreakerCooldown < 0)
-	neg("ClientIDRate", c.ClientIDRate < 0)
-	neg("ClientIDBurst", c.ClientIDBurst < 0)
 	for _, p := range c.Exempt {
 		if !p.IsValid() {
-			errs = append(errs, errors.New("limits: Exempt holds an invalid prefix"))
+			bad("exempt", "holds an invalid network")
 		}
 	}
 	if c.PenaltyMax > 0 && c.PenaltyBase > c.PenaltyMax {
-		errs = append(errs, fmt.Errorf("limits: PenaltyBase %v is longer than PenaltyMax %v", c.PenaltyBase, c.PenaltyMax))
+		bad("penalty_base", "%v is longer than penalty_max %v", c.PenaltyBase, c.PenaltyMax)
+	}
+	if c.ClientRate > 0 && c.ClientRate < 0.001 {
+		bad("client_rate", "%v per second is less than one an hour; use 0 to turn it off", c.ClientRate)
+	}
+	if c.ClientIDRate > 0 && c.ClientIDRate < 0.001 {
+		bad("mqtt_client_id_rate", "%v per second is less than one an hour; use 0 to turn it off", c.ClientIDRate)
+	}
+	if c.RefusalDelay > time.Minute {
+		bad("refusal_delay", "%v holds refused sockets too long; keep it to a few seconds", c.RefusalDelay)
+	}
+	if c.BackendWait > time.Minute {
+		bad("backend_wait", "%v keeps clients waiting too long; keep it to a few seconds", c.BackendWait)
 	}
 	return errors.Join(errs...)
+}
+
+// Networks is a list of networks, each a CIDR prefix or a single address,
+// as the exempt key and flag take them.
+type Networks []netip.Prefix
+
+// ParseNetwork reads a CIDR prefix or a single address.
+func ParseNetwork(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a network (e.g. 10.0.0.0/8) or an address", s)
+	}
+	a = a.Unmap().WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Set replaces the list with the comma-separated networks in v ("" empties
+// it); it makes *Networks a flag.Value.
+func (n *Networks) Set(v string) error {
+	var out Networks
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		pr, err := ParseNetwork(p)
+		if err != nil {
+			return err
+		}
+		out = append(out, pr)
+	}
+	*n = out
+	return nil
+}
+
+func (n *Networks) String() string {
+	if n == nil {
+		return ""
+	}
+	parts := make([]string, len(*n))
+	for i, p := range *n {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// UnmarshalYAML reads a list of networks, or one comma-separated string.
+// It is the YAML decoder's function-style interface, so this package
+// needs no YAML library.
+func (n *Networks) UnmarshalYAML(unmarshal func(any) error) error {
+	var list []string
+	if err := unmarshal(&list); err != nil {
+		var one string
+		if err := unmarshal(&one); err != nil {
+			return err
+		}
+		return n.Set(one)
+	}
+	return n.Set(strings.Join(list, ","))
 }
 
 // withDefaults fills the secondary fields a switched-on limit needs.
@@ -502,10 +606,20 @@ type Stats struct {
 	// traffic (or a storm from many addresses is under way).
 	EvictedClients uint64
 	// UntrackedAdmits counts connections admitted without per-client
-	// limits because every tracked client had connections open.
-	UntrackedAdmits    uint64
-	HandshakesInFlight int64
-	OpenConns          int64
+	// limits because the client table had no place for a new client:
+	// every client in the newcomer's shard had connections open or was in
+	// its penalty box.
+	UntrackedAdmits uint64
+	// ClientTableFull is true while the client table is full in that
+	// sense: the last new client could not be given an entry. It clears
+	// when one can again. ClientTableFullTimes counts the times it became
+	// true. Either means MaxClients is too small for the clients held open
+	// or boxed at once (or an attack from many addresses is under way);
+	// untracked clients still meet every global limit.
+	ClientTableFull      bool
+	ClientTableFullTimes uint64
+	HandshakesInFlight   int64
+	OpenConns            int64
 	// DelayedSockets is how many refused sockets are being held.
 	DelayedSockets int
 	// Breaker is the state of the default backend's circuit breaker:
@@ -540,6 +654,8 @@ func (l *Limiter) Stats() Stats {
 	if l.clients != nil {
 		s.TrackedClients = int(l.clients.count.Load())
 		s.EvictedClients = l.clients.evicted.Load()
+		s.ClientTableFull = l.clients.full.Load()
+		s.ClientTableFullTimes = l.clients.fullTimes.Load()
 	}
 	if l.ids != nil {
 		s.TrackedClientIDs = int(l.ids.count.Load())
@@ -577,7 +693,7 @@ func (l *Limiter) AdmitClientID(id string) *Refusal {
 	now := l.nanotime()
 	s := l.ids.shardFor(k)
 	s.mu.Lock()
-	idx, _ := s.unsyncedGet(k, func(e *idState) bool { return e.tat <= now })
+	idx, _ := s.unsyncedGet(k, now)
 	if idx == noSlot {
 		// Every ID entry is pinned, which cannot happen as none ever is;
 		// admit rather than guess.

@@ -88,6 +88,9 @@ func TestNilAndZeroConfigAdmitEverything(t *testing.T) {
 				if r != nil {
 					t.Fatalf("attempt %d refused by %s", i, r.Limit)
 				}
+				if r := tk.StartHandshake(); r != nil {
+					t.Fatalf("attempt %d refused by %s", i, r.Limit)
+				}
 				tk.Handshake(false)
 				done, r := l.Backend(ctx, ip("192.0.2.1"))
 				if r != nil {
@@ -127,6 +130,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative rate", Config{ClientRate: -1}},
 		{"negative max conns", Config{MaxConns: -1}},
 		{"negative delay", Config{RefusalDelay: -time.Second}},
+		{"negative client hello timeout", Config{ClientHelloTimeout: -time.Second}},
 		{"base above max", Config{PenaltyFailures: 1, PenaltyBase: time.Minute, PenaltyMax: time.Second}},
 		{"invalid exempt prefix", Config{Exempt: []netip.Prefix{{}}}},
 	}
@@ -319,19 +323,43 @@ func TestPenaltyBox(t *testing.T) {
 	})
 }
 
+// started admits client and takes its handshake slot, failing the test on
+// either refusal.
+func started(t *testing.T, l *Limiter, client netip.Addr) *Ticket {
+	t.Helper()
+	tk := admit(t, l, client)
+	if r := tk.StartHandshake(); r != nil {
+		t.Fatalf("StartHandshake(%v) refused by %s, want a slot", client, r.Limit)
+	}
+	return tk
+}
+
+// startRefused admits client and fails the test unless its handshake is
+// refused by the handshakes cap. The ticket is closed.
+func startRefused(t *testing.T, l *Limiter, client netip.Addr) *Refusal {
+	t.Helper()
+	tk := admit(t, l, client)
+	defer tk.Close()
+	r := tk.StartHandshake()
+	if r == nil || r.Limit != LimitHandshakes {
+		t.Fatalf("StartHandshake(%v) = %+v, want refused by %s", client, r, LimitHandshakes)
+	}
+	return r
+}
+
 func TestMaxHandshakes(t *testing.T) {
 	l, _ := newTest(t, Config{MaxHandshakes: 2, ClientRate: 1000})
-	a := admit(t, l, ip("192.0.2.1"))
-	b := admit(t, l, ip("192.0.2.2"))
-	r := refused(t, l, ip("192.0.2.3"), LimitHandshakes)
+	a := started(t, l, ip("192.0.2.1"))
+	b := started(t, l, ip("192.0.2.2"))
+	r := startRefused(t, l, ip("192.0.2.3"))
 	if !r.Busy {
 		t.Errorf("handshakes refusal not Busy: %+v", r)
 	}
 	a.Handshake(true) // done handshaking, still open
-	c := admit(t, l, ip("192.0.2.3"))
-	refused(t, l, ip("192.0.2.4"), LimitHandshakes)
+	c := started(t, l, ip("192.0.2.3"))
+	startRefused(t, l, ip("192.0.2.4"))
 	b.Close() // closed mid-handshake gives its slot back too
-	d := admit(t, l, ip("192.0.2.4"))
+	d := started(t, l, ip("192.0.2.4"))
 	if got := l.Stats().HandshakesInFlight; got != 2 {
 		t.Errorf("HandshakesInFlight = %d, want 2", got)
 	}
@@ -343,8 +371,146 @@ func TestMaxHandshakes(t *testing.T) {
 		t.Errorf("Stats = %+v, want 0 in flight and 2 refused", got)
 	}
 	// A refused handshake must not hold the client's connection place.
-	if st := l.Stats(); st.TrackedClients != 4 {
+	if st := l.Stats(); st.TrackedClients != 4 || st.OpenConns != 0 {
 		t.Errorf("TrackedClients = %d, want 4", st.TrackedClients)
+	}
+}
+
+// TestSilentSocketsHoldNoHandshakeSlot is issue 10's first scene: many
+// connections that never send a byte, from many addresses, must not keep
+// a client that talks from its handshake.
+func TestSilentSocketsHoldNoHandshakeSlot(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxHandshakes = 512
+	l, _ := newTest(t, cfg)
+	var silent []*Ticket
+	for i := range 600 {
+		silent = append(silent, admit(t, l, netip.AddrFrom4([4]byte{198, 51, byte(100 + i/250), byte(i % 250)})))
+	}
+	if got := l.Stats().HandshakesInFlight; got != 0 {
+		t.Fatalf("HandshakesInFlight = %d with only silent sockets, want 0", got)
+	}
+	for _, c := range []string{"192.0.2.1", "127.0.0.1"} {
+		tk := started(t, l, ip(c))
+		tk.Handshake(true)
+		tk.Close()
+	}
+	// The proxy's ClientHelloTimeout closes them; it reports them failed.
+	for _, tk := range silent {
+		tk.Handshake(false)
+		tk.Close()
+	}
+	if st := l.Stats(); st.HandshakesInFlight != 0 || st.Refused[LimitHandshakes] != 0 {
+		t.Errorf("Stats = %+v, want nothing in flight or refused", st)
+	}
+}
+
+func TestStartHandshakeLifecycle(t *testing.T) {
+	// Every order of the calls the proxy may make, including shutdown
+	// racing a handshake's end, gives the slot back exactly once.
+	tests := []struct {
+		name  string
+		steps string // s StartHandshake, h Handshake, e HandshakeEnded, c Close
+		held  int64  // slots held after the steps
+	}{
+		{"start handshake close", "shc", 0},
+		{"start close", "sc", 0},
+		{"start only", "s", 1},
+		{"start twice", "ss", 1},
+		{"start twice then handshake", "ssh", 0},
+		{"close then start takes nothing", "cs", 0},
+		{"handshake then start takes nothing", "hs", 0},
+		{"no start: silent socket closed", "hc", 0},
+		{"everything twice", "sshhcc", 0},
+		{"close before handshake", "sch", 0},
+		{"ended without a verdict", "sec", 0},
+		{"ended twice", "see", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newTest(t, Config{MaxHandshakes: 1, ClientMaxConns: 5})
+			tk := admit(t, l, ip("192.0.2.1"))
+			for _, step := range tt.steps {
+				switch step {
+				case 's':
+					if r := tk.StartHandshake(); r != nil {
+						t.Fatalf("StartHandshake refused by %s", r.Limit)
+					}
+				case 'h':
+					tk.Handshake(true)
+				case 'e':
+					tk.HandshakeEnded()
+				case 'c':
+					tk.Close()
+				}
+			}
+			if got := l.Stats().HandshakesInFlight; got != tt.held {
+				t.Fatalf("HandshakesInFlight = %d, want %d", got, tt.held)
+			}
+			tk.Close()
+			if st := l.Stats(); st.HandshakesInFlight != 0 || st.OpenConns != 0 {
+				t.Fatalf("after Close: %+v", st)
+			}
+			// The one slot is free again for somebody else.
+			started(t, l, ip("192.0.2.2")).Close()
+		})
+	}
+	var nilTicket *Ticket
+	if r := nilTicket.StartHandshake(); r != nil {
+		t.Errorf("nil ticket refused: %+v", r)
+	}
+}
+
+func TestHandshakeEndedIsNoOffence(t *testing.T) {
+	l, _ := newTest(t, Config{PenaltyFailures: 3, MaxHandshakes: 1})
+	client := ip("203.0.113.5")
+	// Many handshakes failing for want of a certificate: not the
+	// client's fault, so no box; and each gives its slot back.
+	for range 10 {
+		tk := started(t, l, client)
+		tk.HandshakeEnded()
+		tk.Close()
+	}
+	admit(t, l, client).Close()
+	if st := l.Stats(); st.HandshakesInFlight != 0 || st.Refused[LimitPenalty] != 0 {
+		t.Errorf("Stats = %+v, want nothing in flight and no box", st)
+	}
+	var nilTicket *Ticket
+	nilTicket.HandshakeEnded()
+}
+
+func TestExemptHandshakeHeadroom(t *testing.T) {
+	const limit = 8
+	cfg := Config{MaxHandshakes: limit, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	tests := []struct {
+		name   string
+		client string
+		// how many more handshakes it may start once others fill the cap
+		more int
+	}{
+		{"not exempt: none", "192.0.2.9", 0},
+		{"exempt: the headroom", "127.0.0.1", int(exemptHeadroom(limit))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newTest(t, cfg)
+			var held []*Ticket
+			for i := range limit {
+				held = append(held, started(t, l, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})))
+			}
+			for range tt.more {
+				held = append(held, started(t, l, ip(tt.client)))
+			}
+			startRefused(t, l, ip(tt.client))
+			// Non-exempt clients never eat into the headroom.
+			startRefused(t, l, ip("198.51.100.1"))
+			for _, tk := range held {
+				tk.Close()
+			}
+			if got := l.Stats().HandshakesInFlight; got != 0 {
+				t.Errorf("HandshakesInFlight = %d after closing all, want 0", got)
+			}
+		})
 	}
 }
 
@@ -735,7 +901,9 @@ func TestConcurrentUse(t *testing.T) {
 				}
 				c := netip.AddrFrom4([4]byte{10, 0, byte(g), byte(i % 200)})
 				tk, r := l.Admit(c)
-				if r == nil {
+				if r == nil && tk.StartHandshake() != nil {
+					tk.Close()
+				} else if r == nil {
 					var closed sync.WaitGroup
 					// Close may race the handshake's end, as on shutdown.
 					closed.Go(func() { tk.Close() })
@@ -788,5 +956,129 @@ func TestExempt(t *testing.T) {
 			}
 			tk.Close()
 		})
+	}
+}
+
+// TestPenaltyBoxSurvivesChurn is issue 10's second scene: far more
+// addresses than MaxClients pass while some clients sit in their penalty
+// box; the churn must not let one out before its box ends.
+func TestPenaltyBoxSurvivesChurn(t *testing.T) {
+	const (
+		maxClients = 5000
+		addrs      = 20000
+		base       = 10 * time.Second
+	)
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}) }
+	bad := func(i int) bool { return i%10 == 0 } // 2,000 clients that always fail
+	l, clk := newTest(t, Config{ClientRate: 20, ClientBurst: 40, PenaltyFailures: 3, PenaltyBase: base, MaxClients: maxClients})
+	conn := func(a netip.Addr, ok bool) *Refusal {
+		tk, r := l.Admit(a)
+		if r != nil {
+			return r
+		}
+		tk.StartHandshake()
+		tk.Handshake(ok)
+		tk.Close()
+		return nil
+	}
+	boxedUntil := map[int]time.Time{}
+	for i := range addrs {
+		a := addr(i)
+		if !bad(i) {
+			if r := conn(a, true); r != nil {
+				t.Fatalf("good client %d refused by %s", i, r.Limit)
+			}
+		} else {
+			for range 3 {
+				conn(a, false)
+			}
+			boxedUntil[i] = clk.Now().Add(base)
+		}
+		clk.Advance(100 * time.Microsecond)
+	}
+	// Two more rounds of the good clients, checking boxed ones on the way.
+	check := func(i int) {
+		t.Helper()
+		r := conn(addr(i), true)
+		if left := boxedUntil[i].Sub(clk.Now()); left > 0 && (r == nil || r.Limit != LimitPenalty || r.RetryAfter != left) {
+			t.Fatalf("client %d, %v before its box ends: refusal %+v, want penalty for %v", i, left, r, left)
+		}
+	}
+	for round := range 2 {
+		for i := range addrs {
+			if !bad(i) {
+				conn(addr(i), true)
+			} else if (i/10)%7 == round {
+				check(i)
+			}
+			clk.Advance(50 * time.Microsecond)
+		}
+	}
+	st := l.Stats()
+	if st.EvictedClients < addrs/2 {
+		t.Fatalf("EvictedClients = %d: the table did not churn", st.EvictedClients)
+	}
+	if st.TrackedClients > maxClients || st.UntrackedAdmits != 0 || st.ClientTableFull {
+		t.Fatalf("Stats = %+v, want at most %d tracked and none untracked", st, maxClients)
+	}
+	for i := range boxedUntil {
+		check(i)
+	}
+	st = l.Stats()
+	t.Logf("%d addresses, MaxClients %d: %d evicted, %d tracked, %d penalty refusals, %d boxed clients all still refused",
+		addrs, maxClients, st.EvictedClients, st.TrackedClients, st.Refused[LimitPenalty], len(boxedUntil))
+	// Once the last box has ended, every one of them may try again.
+	clk.Advance(base)
+	for i := range boxedUntil {
+		if r := conn(addr(i), true); r != nil {
+			t.Fatalf("client %d refused by %s after its box ended", i, r.Limit)
+		}
+	}
+}
+
+func TestClientTableFullOfBoxedClients(t *testing.T) {
+	const base = 10 * time.Second
+	l, clk := newTest(t, Config{PenaltyFailures: 1, PenaltyBase: base, MaxClients: 256})
+	fail := func(a netip.Addr) *Refusal {
+		tk, r := l.Admit(a)
+		if r != nil {
+			return r
+		}
+		tk.StartHandshake()
+		tk.Handshake(false)
+		tk.Close()
+		return nil
+	}
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}) }
+	var boxed []netip.Addr
+	for i := range 1000 {
+		a := addr(i)
+		if r := fail(a); r != nil {
+			t.Fatalf("client %d refused by %s on its first connection", i, r.Limit)
+		}
+		if r := fail(a); r != nil && r.Limit == LimitPenalty {
+			boxed = append(boxed, a)
+		}
+	}
+	st := l.Stats()
+	if len(boxed) != 256 || st.TrackedClients != 256 {
+		t.Fatalf("%d boxed, %d tracked; want the table's 256 both", len(boxed), st.TrackedClients)
+	}
+	if !st.ClientTableFull || st.ClientTableFullTimes == 0 || st.UntrackedAdmits == 0 || st.EvictedClients != 0 {
+		t.Fatalf("Stats = %+v, want full, untracked admits and no evictions", st)
+	}
+	// Untracked newcomers were admitted (checked above); the boxed stay in.
+	for _, a := range boxed {
+		if r := fail(a); r == nil || r.Limit != LimitPenalty {
+			t.Fatalf("%v: refusal %+v, want penalty", a, r)
+		}
+	}
+	clk.Advance(base)
+	// Boxes over: a newcomer is tracked again and the table is no longer full.
+	if r := fail(ip("192.0.2.1")); r != nil {
+		t.Fatal(r)
+	}
+	if st := l.Stats(); st.ClientTableFull || st.EvictedClients == 0 {
+		t.Fatalf("Stats = %+v after the boxes ended, want not full and an eviction", st)
 	}
 }

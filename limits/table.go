@@ -27,14 +27,45 @@ const (
 // something refers to it by index, e.g. a client with open connections;
 // pinned entries are never evicted or swept, so their index stays valid.
 //
+// At capacity a new entry takes the place of an old one, chosen by the
+// table's policy: never one that is protected (a client in its penalty
+// box), an idle plain entry before one that remembers something (failures
+// being counted). When a shard holds nothing it may give up, the new key
+// goes without an entry and the table counts as full until a later insert
+// succeeds.
+//
 // All methods of shard need its mu held, as their unsynced prefix says.
 type table[K comparable, E any] struct {
-	shards  [numShards]shard[K, E]
-	hash    func(K) uint64
-	cap     int64
-	count   atomic.Int64  // live entries, all shards; at most cap
-	evicted atomic.Uint64 // entries dropped at capacity before they expired
+	shards    [numShards]shard[K, E]
+	hash      func(K) uint64
+	policy    policy[E]
+	cap       int64
+	count     atomic.Int64  // live entries, all shards; at most cap
+	evicted   atomic.Uint64 // entries dropped at capacity before they expired
+	full      atomic.Bool   // the last insert at capacity found no place
+	fullTimes atomic.Uint64 // times full went from false to true
 }
+
+// policy tells a table how its entries age; the table knows nothing of
+// what they hold. Times are the caller's nanoseconds.
+type policy[E any] struct {
+	// expired reports whether e holds nothing a fresh entry would not;
+	// expired entries are dropped first, as the cheapest to lose.
+	expired func(e *E, now int64) bool
+	// keepUntil returns when e may be evicted at the earliest; while now
+	// is before it, e is never evicted. Nil: no entry is protected.
+	keepUntil func(e *E) int64
+	// remembers reports whether e holds history worth more than an idle
+	// entry's (failures being counted); such entries are evicted only when
+	// no plain one is found near the tail. Nil: none does.
+	remembers func(e *E, now int64) bool
+}
+
+// victimScan bounds how many evictable entries a full shard looks at for
+// a plain one before it settles for the oldest that remembers something,
+// so that a storm of clients that all remember does not make every insert
+// walk the whole shard.
+const victimScan = 8
 
 type shard[K comparable, E any] struct {
 	mu         sync.Mutex
@@ -42,8 +73,13 @@ type shard[K comparable, E any] struct {
 	slots      []slot[K, E]
 	free       int32 // head of the free list, linked through next
 	head, tail int32 // LRU list of unpinned entries; head is the newest
-	t          *table[K, E]
-	_          [64]byte // keep hot shards on separate cache lines
+	// keptUntil is set when a scan found every entry on the LRU list
+	// protected: no victim can appear before then unless an entry joins
+	// the list, which resets it. It makes a shard full of boxed clients
+	// cost O(1) per newcomer instead of a walk.
+	keptUntil int64
+	t         *table[K, E]
+	_         [64]byte // keep hot shards on separate cache lines
 }
 
 type slot[K comparable, E any] struct {
@@ -52,9 +88,9 @@ type slot[K comparable, E any] struct {
 	e          E
 }
 
-func newTable[K comparable, E any](capacity int, hash func(K) uint64) *table[K, E] {
+func newTable[K comparable, E any](capacity int, hash func(K) uint64, p policy[E]) *table[K, E] {
 	capacity = max(capacity, minSize)
-	t := &table[K, E]{hash: hash, cap: int64(capacity)}
+	t := &table[K, E]{hash: hash, cap: int64(capacity), policy: p}
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.free, s.head, s.tail = noSlot, noSlot, noSlot
@@ -70,18 +106,18 @@ func (t *table[K, E]) shardFor(k K) *shard[K, E] {
 
 // unsyncedGet returns the index of k's entry, creating a zero entry when
 // there is none (created is then true). A new entry starts at the LRU
-// head. At capacity it takes the place of this shard's least recently used
-// entry; the cap is global rather than per shard so that an uneven spread
-// of keys over shards does not waste capacity. When this shard has no
-// unpinned entry to give up it returns noSlot and the caller must do
-// without.
-func (s *shard[K, E]) unsyncedGet(k K, expired func(*E) bool) (idx int32, created bool) {
+// head. At capacity it takes the place of an entry of this shard chosen by
+// unsyncedVictim; the cap is global rather than per shard so that an
+// uneven spread of keys over shards does not waste capacity. When this
+// shard has no entry it may give up it returns noSlot and the caller must
+// do without.
+func (s *shard[K, E]) unsyncedGet(k K, now int64) (idx int32, created bool) {
 	if i, ok := s.index[k]; ok {
 		return i, false
 	}
 	// Cleanup on access: a couple of expired tail entries per insert keeps
 	// a shard from filling up with dead entries even without a sweeper.
-	for n := 0; n < 2 && s.tail != noSlot && expired(&s.slots[s.tail].e); n++ {
+	for n := 0; n < 2 && s.tail != noSlot && s.t.policy.expired(&s.slots[s.tail].e, now); n++ {
 		s.unsyncedRemove(s.tail)
 	}
 	for {
@@ -94,13 +130,20 @@ func (s *shard[K, E]) unsyncedGet(k K, expired func(*E) bool) (idx int32, create
 			}
 			continue
 		}
-		if s.tail == noSlot {
+		v := s.unsyncedVictim(now)
+		if v == noSlot {
+			if s.t.full.CompareAndSwap(false, true) {
+				s.t.fullTimes.Add(1)
+			}
 			return noSlot, false
 		}
 		// The new entry takes over the evicted one's place in count.
-		s.unsyncedDrop(s.tail)
+		s.unsyncedDrop(v)
 		s.t.evicted.Add(1)
 		break
+	}
+	if s.t.full.Load() {
+		s.t.full.Store(false)
 	}
 	if s.index == nil {
 		s.index = make(map[K]int32)
@@ -116,6 +159,56 @@ func (s *shard[K, E]) unsyncedGet(k K, expired func(*E) bool) (idx int32, create
 	s.index[k] = idx
 	s.unsyncedPushFront(idx)
 	return idx, true
+}
+
+// unsyncedVictim picks the entry to evict for a newcomer, or noSlot when
+// every entry on the LRU list is protected. It walks from the oldest end:
+// the first plain entry wins; failing that among the first victimScan
+// evictable ones, the oldest that remembers something. Protected entries
+// met on the way are moved to the front, out of the next walk's way; their
+// place in the LRU order does not matter while they are protected.
+func (s *shard[K, E]) unsyncedVictim(now int64) int32 {
+	p := &s.t.policy
+	if s.keptUntil > now {
+		return noSlot
+	}
+	fallback, seen := noSlot, 0
+	var keptUntil int64 // the earliest end of protection met; 0: none met
+	// Rotating protected entries to the front makes the walk come round
+	// to them again; len(index) steps visit every listed entry once.
+	for idx, steps := s.tail, len(s.index); idx != noSlot && steps > 0; steps-- {
+		prev := s.slots[idx].prev
+		e := &s.slots[idx].e
+		if p.keepUntil != nil {
+			if until := p.keepUntil(e); until > now {
+				if keptUntil == 0 || until < keptUntil {
+					keptUntil = until
+				}
+				if s.head != idx {
+					s.unsyncedUnlink(idx)
+					s.unsyncedPushFront(idx)
+				}
+				idx = prev
+				continue
+			}
+		}
+		if p.remembers == nil || !p.remembers(e, now) {
+			return idx
+		}
+		if fallback == noSlot {
+			fallback = idx
+		}
+		if seen++; seen >= victimScan {
+			break
+		}
+		idx = prev
+	}
+	if fallback == noSlot {
+		// Every listed entry is protected (or none is listed: keptUntil
+		// stays 0 and the next newcomer looks again).
+		s.keptUntil = keptUntil
+	}
+	return fallback
 }
 
 // unsyncedTouch marks idx as just used, if it is on the LRU list.
@@ -179,6 +272,7 @@ func (s *shard[K, E]) unsyncedUnlink(idx int32) {
 }
 
 func (s *shard[K, E]) unsyncedPushFront(idx int32) {
+	s.keptUntil = 0 // a newly listed entry may be a victim
 	sl := &s.slots[idx]
 	sl.prev, sl.next = noSlot, s.head
 	if s.head != noSlot {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/ja4"
 )
 
@@ -147,6 +148,17 @@ const (
 	// alerting when they reject a certificate, so treat a jump after a
 	// certificate change like a certificate rejection.
 	ReasonClientClosed Reason = "client_closed"
+	// ReasonCertificatePending: the client asked for an on-demand name
+	// whose certificate is being obtained right now; the handshake failed
+	// at once rather than wait on the CA. A retry in a few seconds
+	// succeeds. In bulk, a burst of new names.
+	ReasonCertificatePending Reason = "certificate_pending"
+	// ReasonCertificateUnavailable: the client asked for an on-demand name
+	// whose certificate cannot be had now: the CA refused it recently
+	// (the name is backing off) or an issuance cap was reached. The log
+	// and the ACME metrics say which; check that the name points here and
+	// the CA's rate limits.
+	ReasonCertificateUnavailable Reason = "certificate_unavailable"
 	// ReasonServerShutdown: the proxy was shutting down. Not the client's
 	// fault; exclude it from alerting.
 	ReasonServerShutdown Reason = "server_shutdown"
@@ -182,6 +194,8 @@ var allReasons = []Reason{
 	ReasonNotTLSMQTT,
 	ReasonNotTLS,
 	ReasonClientClosed,
+	ReasonCertificatePending,
+	ReasonCertificateUnavailable,
 	ReasonServerShutdown,
 	ReasonOther,
 }
@@ -219,6 +233,12 @@ func (cl classifier) classify(ev *HandshakeEvent) Reason {
 	}
 	if errors.Is(err, context.Canceled) {
 		return ReasonServerShutdown
+	}
+	if errors.Is(err, certs.ErrIssuancePending) {
+		return ReasonCertificatePending
+	}
+	if errors.Is(err, certs.ErrIssuanceFailing) || errors.Is(err, certs.ErrIssuanceLimited) {
+		return ReasonCertificateUnavailable
 	}
 	if ev.TimedOut {
 		if ev.Hello == nil && len(ev.FirstBytes) == 0 {

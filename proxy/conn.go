@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"time"
 )
 
 // conn is an accepted connection as the TLS stack sees it. It remembers the
@@ -29,11 +30,41 @@ type conn struct {
 	// sees only the *tls.Conn over it.
 	session *session
 
+	// pending holds bytes read ahead by awaitFirstBytes, handed to the
+	// first Read.
+	pending []byte
+
 	closeOnce sync.Once
 	onClose   func()
 }
 
+var firstReadPool = sync.Pool{New: func() any { b := make([]byte, 1500); return &b }}
+
+// awaitFirstBytes waits until the client sends something or timeout
+// passes. The bytes read stay for the TLS stack.
+func (c *conn) awaitFirstBytes(timeout time.Duration) error {
+	c.SetReadDeadline(time.Now().Add(timeout))
+	defer c.SetReadDeadline(time.Time{})
+	// Whatever the first segment carried, as the TLS stack's own first
+	// read would take it: a reader that takes less would leave a
+	// plain-text client's request unread, and closing over unread bytes
+	// resets the connection instead of closing it.
+	bp := firstReadPool.Get().(*[]byte)
+	defer firstReadPool.Put(bp)
+	n, err := c.Read(*bp)
+	c.pending = append(c.pending[:0], (*bp)[:n]...)
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
 func (c *conn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
 	n, err := c.Conn.Read(b)
 	if n > 0 && !c.handshook {
 		if c.headLen < len(c.head) {

@@ -16,6 +16,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
 )
@@ -339,7 +340,7 @@ func (s *Server) serveConn(c *conn) {
 		}
 	}()
 	if s.opts.AcceptProxyHeader {
-		pc := proxyproto.NewConn(c.Conn, proxyproto.SetReadHeaderTimeout(s.opts.HandshakeTimeout))
+		pc := proxyproto.NewConn(c.Conn, proxyproto.SetReadHeaderTimeout(s.helloTimeout()))
 		c.Conn = pc
 		// Reading the header is what makes RemoteAddr the client's. A peer
 		// that sends none is refused: anyone could otherwise connect
@@ -362,11 +363,29 @@ func (s *Server) serveConn(c *conn) {
 		release()
 	}
 
+	// The handshake slot (CPU) is taken only once the client has spoken:
+	// a socket that sends nothing holds a connection slot and counts
+	// against its client, but cannot keep anyone else from a handshake.
+	start := time.Now()
+	if err := c.awaitFirstBytes(s.helloTimeout()); err != nil {
+		ticket.Handshake(false)
+		s.report(s.event(c, start, err))
+		return
+	}
+	if refusal := ticket.StartHandshake(); refusal != nil {
+		s.refused(client, refusal)
+		s.holdThenClose(refusal.Delay)
+		return
+	}
+
 	tc := tls.Server(c, s.tls)
 	ev := s.handshake(tc, c)
-	ticket.Handshake(ev.Err == nil)
-	if s.observe != nil {
-		s.observe(ev)
+	if ev.Err != nil && isIssuance(ev.Err) {
+		// The name's certificate is not here yet: not the client's
+		// failure, so no penalty for its address.
+		ticket.HandshakeEnded()
+	} else {
+		ticket.Handshake(ev.Err == nil)
 	}
 	s.report(ev)
 	c.hello = nil // the hello holds its slices; idle connections should not
@@ -397,6 +416,19 @@ func (s *Server) newSession(tc *tls.Conn, c *conn, ev *HandshakeEvent) *session 
 	return sess
 }
 
+// helloTimeout is how long a new connection may stay silent: the
+// limiter's client_hello_timeout, at most the handshake timeout.
+func (s *Server) helloTimeout() time.Duration {
+	if t := s.opts.Limiter.Config().ClientHelloTimeout; t > 0 && t < s.opts.HandshakeTimeout {
+		return t
+	}
+	return s.opts.HandshakeTimeout
+}
+
+func isIssuance(err error) bool {
+	return errors.Is(err, certs.ErrIssuancePending) || errors.Is(err, certs.ErrIssuanceFailing) || errors.Is(err, certs.ErrIssuanceLimited)
+}
+
 func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.HandshakeTimeout)
@@ -405,6 +437,16 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	c.SetDeadline(start.Add(s.opts.HandshakeTimeout))
 	err := tc.HandshakeContext(ctx)
 	c.SetDeadline(time.Time{})
+	ev := s.event(c, start, err)
+	if err == nil {
+		ev.State = tc.ConnectionState()
+	}
+	return ev
+}
+
+// event describes a handshake that started at start and ended with err,
+// classifying a failure.
+func (s *Server) event(c *conn, start time.Time, err error) *HandshakeEvent {
 	ev := &HandshakeEvent{
 		Listener:   s.opts.Name,
 		Client:     netip.AddrPortFrom(addrOf(c.RemoteAddr()), portOf(c.RemoteAddr())),
@@ -417,8 +459,6 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	if err != nil {
 		ev.TimedOut = errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
 		ev.Reason = classifier{knownName: s.opts.KnownName, minVersion: s.tls.MinVersion}.classify(ev)
-	} else {
-		ev.State = tc.ConnectionState()
 	}
 	if ev.Hello != nil {
 		ev.JA4 = fingerprint(ev.Hello)
@@ -429,6 +469,9 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 // report passes ev to the reporter without copying the hello's slices:
 // the reporter does not keep them past the call.
 func (s *Server) report(ev *HandshakeEvent) {
+	if s.observe != nil {
+		s.observe(ev)
+	}
 	h := report.Handshake{Listener: ev.Listener, Client: ev.Client, Err: ev.Err, Reason: string(ev.Reason), JA4: ev.JA4, Duration: ev.Duration, Probe: ev.Probe}
 	if ev.Err == nil {
 		h.Version, h.SNI = ev.State.Version, ev.State.ServerName

@@ -142,7 +142,7 @@ func (a *app) buildLimiter() error {
 		a.log.Info("limits off")
 		return nil
 	}
-	l, err := limits.New(c.limiterConfig())
+	l, err := limits.New(c.Config)
 	if err != nil {
 		return fmt.Errorf("limits: %w", err)
 	}

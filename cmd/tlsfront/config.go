@@ -40,7 +40,7 @@ type config struct {
 	Listeners    []listenerConfig   `yaml:"listeners"`
 
 	// Sections owned by their own files.
-	Limits     limitsConfig     `yaml:"limits"`      // config_limits.go
+	Limits     limitsSection    `yaml:"limits"`      // config_limits.go
 	ACME       acmeConfig       `yaml:"acme"`        // config_acme.go
 	Monitor    monitorConfig    `yaml:"monitor"`     // config_monitor.go
 	Reload     reloadConfig     `yaml:"reload"`      // config_reload.go
@@ -111,6 +111,7 @@ func defaultConfig() *config {
 		ShutdownGrace: 10 * time.Second,
 		Log:           logConfig{Format: "text", Level: "info"},
 		Trust:         certs.DefaultTrust(),
+		Limits:        defaultLimits(),
 	}
 }
 
