@@ -316,9 +316,10 @@ func LoadTrust(t TrustOptions) (Verify, error) {
 	return v, nil
 }
 
-// ReadPool reads a PEM file of CA certificates.
+// ReadPool reads a PEM file of CA certificates, refusing anything but a
+// regular file of at most MaxFileBytes.
 func ReadPool(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}

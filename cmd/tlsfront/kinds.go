@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 
 	"github.com/tlsfront/tlsfront/certs"
@@ -103,14 +101,11 @@ func (a *app) acmeOptions() (certs.ACMEOptions, error) {
 		o.Storage = certs.DefaultACMEStorage(a.cfg.StateDir)
 	}
 	if c.CARoot != "" {
-		pem, err := os.ReadFile(c.CARoot)
+		pool, err := certs.ReadPool(c.CARoot)
 		if err != nil {
 			return o, fmt.Errorf("acme.ca_root: %w", err)
 		}
-		o.CARoots = x509.NewCertPool()
-		if !o.CARoots.AppendCertsFromPEM(pem) {
-			return o, fmt.Errorf("acme.ca_root: %s holds no PEM certificate", c.CARoot)
-		}
+		o.CARoots = pool
 	}
 	if od := &c.OnDemand; od.Enabled {
 		o.OnDemand = &certs.OnDemandOptions{Allow: od.Allow, RequireDNSToHost: od.requireDNS()}
