@@ -509,7 +509,7 @@ func (m *Monitor) acmeFailed(names []string, err error) {
 		msg = err.Error()
 	}
 	m.mu.Lock()
-	grew := false
+	wasFiring, grew := len(m.acmeFails) > 0, false
 	for _, n := range names {
 		if _, ok := m.acmeFails[n]; !ok {
 			if len(m.acmeFails) >= maxACMEFailures {
@@ -520,12 +520,12 @@ func (m *Monitor) acmeFailed(names []string, err error) {
 		}
 		m.acmeFails[n] = acmeFailure{err: msg, at: now}
 	}
-	al, firstOfEpisode := m.unsyncedACMEAlert(), len(m.acmeFails) == len(names)
+	al := m.unsyncedACMEAlert()
 	m.mu.Unlock()
 	if al.Key == "" {
 		return
 	}
-	if grew && !firstOfEpisode {
+	if grew && wasFiring {
 		m.alerts.update(al)
 	} else {
 		m.alerts.raise(al)
