@@ -79,6 +79,8 @@ type Notification struct {
 	// Since is when the condition was first seen in this episode.
 	Since time.Time `json:"since"`
 	At    time.Time `json:"at"`
+
+	version uint64 // the alert's version this was made from
 }
 
 // AlertState is a firing alert, as /status shows it.
@@ -104,11 +106,14 @@ type sent struct {
 }
 
 type alertState struct {
-	alert  Alert
-	firing bool
-	since  time.Time
-	ended  time.Time
-	sent   []sent // by sink index
+	alert Alert
+	// version counts changes that need telling (a grown group), so that
+	// a notification made before one does not count as telling it.
+	version uint64
+	firing  bool
+	since   time.Time
+	ended   time.Time
+	sent    []sent // by sink index
 }
 
 // alerter deduplicates alerts and delivers them, one goroutine per
@@ -231,6 +236,7 @@ func (a *alerter) set(al Alert, grew bool) {
 			st.sent[i].owed = st.sent[i].status != "firing"
 		}
 	} else if grew {
+		st.version++
 		for i := range st.sent {
 			st.sent[i].changed = true
 		}
@@ -424,7 +430,8 @@ func (a *alerter) due(i int, kind sinkKind) ([]Notification, bool) {
 	var out []Notification
 	for k, st := range a.state {
 		s := st.sent[i]
-		n := Notification{Key: k, Severity: st.alert.Severity, Summary: st.alert.Summary, Labels: st.alert.Labels, Host: a.host, Since: st.since, At: now}
+		n := Notification{Key: k, Severity: st.alert.Severity, Summary: st.alert.Summary, Labels: st.alert.Labels, Host: a.host, Since: st.since, At: now,
+			version: st.version}
 		switch {
 		case s.owed || st.firing && (s.status != "firing" || now.Sub(s.at) >= repeat || s.changed && now.Sub(s.at) >= changeDelay):
 			n.Status = "firing"
@@ -477,8 +484,16 @@ func (a *alerter) markSent(i int, ns []Notification) {
 			continue
 		}
 		st.sent[i].status = n.Status
-		if n.Status == "firing" {
-			st.sent[i].at, st.sent[i].changed, st.sent[i].owed = now, false, false
+		switch {
+		case n.Status == "firing":
+			st.sent[i].at, st.sent[i].owed = now, false
+			if n.version == st.version {
+				st.sent[i].changed = false
+			}
+		case st.firing:
+			// It fired again while its resolution was on the way: the
+			// new episode is owed to this receiver.
+			st.sent[i].owed = true
 		}
 		a.unsyncedForget(n.Key, st)
 	}

@@ -36,6 +36,7 @@ func TestAlertRefiresAtOnceAfterResolving(t *testing.T) {
 	clk.Add(5 * time.Minute)
 	m.Reloaded("main", errors.New("unusable key"))
 	waitFor(t, "second firing within the cooldown", func() bool { return wh.count("reload/main", "firing") == 2 })
+	waitNotified(t, m, "reload/main") // the cooldown counts from here
 
 	// While it keeps firing, the cooldown spaces out the repeats.
 	clk.Add(30 * time.Minute)
@@ -217,6 +218,7 @@ func TestAlertmanager(t *testing.T) {
 	start := clk.Now()
 	m.Reloaded("main", errors.New("key mismatch"))
 	waitFor(t, "firing", func() bool { return len(am.alerts()) == 1 })
+	waitNotified(t, m, "reload/main") // the interval counts from here
 	// Still firing a minute later: re-posted, so that Alertmanager's
 	// resolve_timeout (5m) never resolves it behind our back.
 	clk.Add(time.Minute)
@@ -291,9 +293,9 @@ func TestRefusedOnDemandNamesRaiseNoAlert(t *testing.T) {
 		t.Errorf("a refused name reached the alert: %s", firing[0].Summary)
 	}
 	// A name joining the alert is told again once the change delay (a
-	// minute) has passed since the last notification.
-	clk.Add(time.Minute)
-	waitFor(t, "a notification naming all three", func() bool {
+	// minute) has passed since the last notification; the clock moves a
+	// minute at a time, as a delivery may have been on its way.
+	waitForAdvancing(t, clk, time.Minute, "a notification naming all three", func() bool {
 		wh.mu.Lock()
 		defer wh.mu.Unlock()
 		for _, n := range wh.got {
@@ -334,6 +336,36 @@ func TestRefusedOnDemandNamesRaiseNoAlert(t *testing.T) {
 		t.Fatalf("still firing after every name renewed: %+v", m.Status().Alerts)
 	}
 	waitFor(t, "the resolution", func() bool { return wh.count(acmeKey, "resolved") == 1 })
+}
+
+// waitNotified waits until every receiver has been told that key fires.
+func waitNotified(t *testing.T, m *Monitor, key string) {
+	t.Helper()
+	waitFor(t, key+" marked notified", func() bool {
+		for _, a := range m.alerts.firing() {
+			if a.Key == key {
+				return a.Notified
+			}
+		}
+		return false
+	})
+}
+
+// waitForAdvancing is waitFor that moves clk on by step every 200 ms of
+// polling, at most 10 times.
+func waitForAdvancing(t *testing.T, clk *clock, step time.Duration, what string, cond func() bool) {
+	t.Helper()
+	polls, steps := 0, 0
+	waitFor(t, what, func() bool {
+		if cond() {
+			return true
+		}
+		if polls++; polls%40 == 1 && steps < 10 {
+			clk.Add(step)
+			steps++
+		}
+		return false
+	})
 }
 
 func TestListNames(t *testing.T) {
