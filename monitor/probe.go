@@ -38,8 +38,9 @@ type ProbeResult struct {
 	OK       bool   `json:"ok"`
 	Error    string `json:"error,omitempty"`
 	// Cause classifies a failure: unknown_authority, name_mismatch,
-	// expired, invalid_certificate, server_alert, connect, timeout,
-	// trust_store or handshake.
+	// expired, invalid_certificate, alpn_refused (the listener does not
+	// accept ProbeALPN), server_alert, connect, timeout, trust_store or
+	// handshake.
 	Cause string `json:"cause,omitempty"`
 	// Latency is the dial and handshake time; JSON has it as latency_ms.
 	Latency time.Duration `json:"-"`
@@ -334,6 +335,19 @@ func (m *Monitor) probe(ctx context.Context, t ProbeTarget, name string, roots *
 	return r
 }
 
+// alertNoApplicationProtocol is TLS alert 120, what a server sends when it
+// speaks none of the ALPN protocols the client offers.
+const alertNoApplicationProtocol tls.AlertError = 120
+
+// isRemoteAlert reports whether err is the alert a received from the
+// server. crypto/tls reports a received alert as a *net.OpError with Op
+// "remote error" around an unexported type that prints as AlertError
+// does, so the text the package gives a is compared, not a copy of it.
+func isRemoteAlert(err error, a tls.AlertError) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil && oe.Err.Error() == a.Error()
+}
+
 // probeCause classifies a failed probe, so that names failing for one
 // reason share one alert.
 func probeCause(err error) string {
@@ -353,7 +367,11 @@ func probeCause(err error) string {
 			return "expired"
 		}
 		return "invalid_certificate"
-	case errors.As(err, &ae):
+	case errors.As(err, &ae) && ae == alertNoApplicationProtocol || isRemoteAlert(err, alertNoApplicationProtocol):
+		// The listener lists ALPN protocols without ProbeALPN: the
+		// proxy has to accept it for the probe to get through.
+		return "alpn_refused"
+	case errors.As(err, &ae) || errors.As(err, &oe) && oe.Op == "remote error":
 		return "server_alert"
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return "timeout"

@@ -188,6 +188,14 @@ func TestProbeCause(t *testing.T) {
 	ca := pkitest.NewCA(t)
 	other := pkitest.NewCA(t)
 	srv := newManyNamesServer(t, ca)
+	// An HTTP listener that does not know the probe's ALPN value.
+	leaf := ca.Leaf(pki.Options{DNSNames: []string{"a.probe.test"}})
+	h2 := tls.NewListener(testnet.Listen(t), &tls.Config{NextProtos: []string{"h2", "http/1.1"},
+		Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.DER, ca.Intermediate.DER}, PrivateKey: leaf.Key}}})
+	testnet.Serve(t, h2, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.(*tls.Conn).Handshake()
+	})
 	closed := testnet.Listen(t)
 	closedAddr := closed.Addr().String()
 	closed.Close()
@@ -199,6 +207,7 @@ func TestProbeCause(t *testing.T) {
 		{"unknown authority", srv.addr, "a.probe.test", other.Pool(), "unknown_authority"},
 		{"name mismatch", srv.addr, "a.other.test", ca.Pool(), "name_mismatch"},
 		{"nothing listening", closedAddr, "a.probe.test", ca.Pool(), "connect"},
+		{"listener refuses the probe's ALPN", h2.Addr().String(), "a.probe.test", ca.Pool(), "alpn_refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newTestMonitor(t, Options{ProbeTimeout: 5 * time.Second})

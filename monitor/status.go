@@ -305,7 +305,6 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"spark":   sparkline,
 	"pct":     func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
 	"join":    strings.Join,
-	"json":    func(v any) string { b, _ := json.MarshalIndent(v, "", "  "); return string(b) },
 	"urgency": urgency,
 }).Parse(statusHTML))
 
