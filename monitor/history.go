@@ -65,13 +65,16 @@ func sparkline(ps []MinutePoint) template.HTML {
 		peak = max(peak, p.Handshakes)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="handshakes and failures per minute, last hour">`, w, h+12, w, h+12)
+	fmt.Fprintf(&b, `<svg width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="handshakes and failures per minute, last hour">`, w, h+12, w, h+12)
 	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="#fafafa" stroke="#ddd"/>`, w, h)
 	for i, p := range ps {
+		if p.Handshakes == 0 {
+			continue
+		}
 		x := i * bar
 		hh := int(float64(p.Handshakes) / float64(peak) * float64(h))
 		fh := int(float64(p.Failures) / float64(peak) * float64(h))
-		if p.Handshakes > 0 && hh == 0 {
+		if hh == 0 {
 			hh = 1
 		}
 		if p.Failures > 0 && fh == 0 {

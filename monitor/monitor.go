@@ -572,10 +572,13 @@ func (m *Monitor) unsyncedACMEAlert() Alert {
 			last, lastAt = name, f.at
 		}
 	}
-	total := n + int(m.acmeFailsDropped)
+	more := ""
+	if m.acmeFailsDropped > 0 {
+		more = fmt.Sprintf(" (and %d failures of names beyond the %d tracked)", m.acmeFailsDropped, maxACMEFailures)
+	}
 	return Alert{Key: acmeKey, Severity: "critical",
-		Summary: fmt.Sprintf("obtaining or renewing a certificate failed for %d name(s): %s; last error (%s): %s",
-			total, listNames(names, summaryNames), last, m.acmeFails[last].err)}
+		Summary: fmt.Sprintf("obtaining or renewing a certificate failed for %d name(s)%s: %s; last error (%s): %s",
+			n, more, listNames(names, summaryNames), last, m.acmeFails[last].err)}
 }
 
 // ConnOpened counts a proxied connection opening. Its signature matches
