@@ -33,8 +33,9 @@ type Options struct {
 	LimitStats func() any
 	// Backends, when set, returns each backend's breaker state (the
 	// limiter's limits.Stats().Backends, converted). It is called at
-	// scrape, status and evaluation time; breaker changes are logged and
-	// alerted on within one evaluation (10 s).
+	// scrape, status and evaluation time, from several goroutines at
+	// once; breaker changes are logged and alerted on within one
+	// evaluation (10 s).
 	Backends func() []BackendState
 	// Version is the build's version, for tlsfront_build_info and
 	// /status.
