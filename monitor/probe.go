@@ -48,8 +48,12 @@ type ProbeResult struct {
 	Serial   string    `json:"serial,omitempty"`
 	NotAfter time.Time `json:"not_after,omitzero"`
 	At       time.Time `json:"at"`
+	// FailingSince is when this name was first found failing, while it
+	// still fails.
+	FailingSince time.Time `json:"failing_since,omitzero"`
 
-	order int // position among the configured names
+	order     int    // position among the configured names
+	failRound uint64 // the round that first found it failing
 }
 
 type probeResultJSON struct {
@@ -178,8 +182,16 @@ func (m *Monitor) probeRound(ctx context.Context) {
 		m.met.probeSuccess.WithLabelValues(r.Listener, r.Name).Set(ok)
 	}
 	m.mu.Lock()
+	m.rounds++
 	for _, r := range results {
-		m.probes[probeKey{r.Listener, r.Name}] = r
+		k := probeKey{r.Listener, r.Name}
+		if !r.OK {
+			r.FailingSince, r.failRound = r.At, m.rounds
+			if prev, ok := m.probes[k]; ok && !prev.OK {
+				r.FailingSince, r.failRound = prev.FailingSince, prev.failRound
+			}
+		}
+		m.probes[k] = r
 	}
 	var gone []probeKey
 	for k := range m.probes {
@@ -192,7 +204,6 @@ func (m *Monitor) probeRound(ctx context.Context) {
 	}
 	m.probeNames, m.probeTotals = len(all), totals
 	m.probedAt = m.now()
-	m.rounds++
 	groups := m.unsyncedProbeGroups()
 	m.mu.Unlock()
 	for _, k := range gone {

@@ -184,6 +184,34 @@ func TestProbeAlertGroupsNames(t *testing.T) {
 	}
 }
 
+// The same through Run, on its own clock: with a 20 ms interval, the
+// broken last name of 300 is found by round ceil(300/32) = 10 at the
+// latest, and its failure is kept with the round that found it.
+func TestProbeRunRotates(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	srv := newManyNamesServer(t, ca)
+	names := probeNames(300)
+	broken := names[len(names)-1]
+	srv.breakName(broken, true)
+	const budget = 32
+	m := newTestMonitor(t, Options{
+		ProbeTargets:  func() []ProbeTarget { return []ProbeTarget{{Listener: "mqtt", Address: srv.addr, Names: names}} },
+		ProbeRoots:    func() (*x509.CertPool, error) { return ca.Pool(), nil },
+		ProbeTimeout:  30 * time.Second,
+		ProbeInterval: 20 * time.Millisecond,
+		ProbeBudget:   budget,
+	})
+	runMonitor(t, m)
+	waitFor(t, "the broken name", func() bool { return m.Ready() != nil })
+	m.mu.Lock()
+	r := m.probes[probeKey{"mqtt", broken}]
+	m.mu.Unlock()
+	if bound := uint64(ceilDiv(len(names), budget)); r.OK || r.failRound == 0 || r.failRound > bound {
+		t.Fatalf("found in round %d, want at most %d: %+v", r.failRound, bound, r)
+	}
+	waitFor(t, "a full pass", func() bool { return m.Status().ProbeCoverage.Unchecked == 0 })
+}
+
 func TestProbeCause(t *testing.T) {
 	ca := pkitest.NewCA(t)
 	other := pkitest.NewCA(t)

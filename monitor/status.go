@@ -379,8 +379,8 @@ code,pre{font-family:ui-monospace,monospace;font-size:12px}small{color:#666}
 {{if .Listeners}}<table><tr><th>listener</th><th>passing</th><th>failing</th></tr>
 {{range .Listeners}}<tr><td>{{.Listener}}</td><td>{{.Passing}}</td><td>{{if .Failing}}<span class="bad">{{.Failing}}</span>{{else}}0{{end}}</td></tr>
 {{end}}</table>{{end}}
-{{if .FailingNames}}<h3>Failing</h3><table><tr><th>listener</th><th>name</th><th>address</th><th>cause</th><th>error</th><th>at</th></tr>
-{{range .FailingNames}}<tr><td>{{.Listener}}</td><td>{{.Name}}</td><td><code>{{.Address}}</code></td><td>{{.Cause}}</td><td class="bad">{{.Error}}</td><td>{{ts .At}}</td></tr>
+{{if .FailingNames}}<h3>Failing</h3><table><tr><th>listener</th><th>name</th><th>address</th><th>cause</th><th>error</th><th>failing since</th><th>last check</th></tr>
+{{range .FailingNames}}<tr><td>{{.Listener}}</td><td>{{.Name}}</td><td><code>{{.Address}}</code></td><td>{{.Cause}}</td><td class="bad">{{.Error}}</td><td>{{ts .FailingSince}}</td><td>{{ts .At}}</td></tr>
 {{end}}</table>{{if .FailingOmitted}}<p>and {{.FailingOmitted}} more failing names (see the alerts and <code>tlsfront_probe_success</code>)</p>{{end}}{{end}}
 {{end}}
 <p><small>last round {{ts .LastProbe}}</small></p>
