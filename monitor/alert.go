@@ -219,6 +219,9 @@ func (a *alerter) set(al Alert, grew bool) {
 			if a.met != nil {
 				a.met.untracked.Inc()
 			}
+			if n <= 10 || n%1000 == 0 { // a flood of them must not flood the log
+				a.log.Warn("alert not tracked", "key", al.Key, "severity", al.Severity, "summary", al.Summary, "untracked", n)
+			}
 			a.set(Alert{Key: overflowKey, Severity: "critical",
 				Summary: fmt.Sprintf("more than %d alerts at once: %d were not tracked (the last: %s); see the log and /status", a.o.MaxAlerts, n, al.Key)}, false)
 			return

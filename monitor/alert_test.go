@@ -154,7 +154,9 @@ func TestAlertBacklogDeliveredWhenReceiverReturns(t *testing.T) {
 
 func TestAlertCap(t *testing.T) {
 	wh := newWebhook(t)
-	m := newTestMonitor(t, Options{Alerts: AlertOptions{Webhook: wh.srv.URL, MaxAlerts: 10, RetryBase: time.Millisecond}})
+	var logs logBuffer
+	m := newTestMonitor(t, Options{Log: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Alerts: AlertOptions{Webhook: wh.srv.URL, MaxAlerts: 10, RetryBase: time.Millisecond}})
 	runMonitor(t, m)
 	for i := range 50 {
 		m.Reloaded(fmt.Sprintf("cert%02d", i), errors.New("broken"))
@@ -174,6 +176,9 @@ func TestAlertCap(t *testing.T) {
 	}
 	if got := counterValue(m.met.untracked); got != 40 {
 		t.Fatalf("untracked = %v, want 40", got)
+	}
+	if n := len(logs.records(t, "alert not tracked")); n != 10 {
+		t.Fatalf("%d 'alert not tracked' lines, want the first 10", n)
 	}
 	waitFor(t, "11 notifications", func() bool { return wh.count("", "firing") == 11 })
 }
