@@ -3,9 +3,11 @@ package monitor
 import (
 	"crypto/x509"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 const ns = "tlsfront"
@@ -33,9 +35,13 @@ type metrics struct {
 	probeRounds    prometheus.Counter
 	alerts         *prometheus.CounterVec
 	deliveries     *prometheus.CounterVec
+	untracked      prometheus.Counter
+	resets         *prometheus.CounterVec
+	buildInfo      *prometheus.GaugeVec
 	logSuppressed  prometheus.Counter
 
-	fpDesc, notAfterDesc, leftDesc, firingDesc *prometheus.Desc
+	fpDesc, notAfterDesc, leftDesc, firingDesc           *prometheus.Desc
+	probeNamesDesc, backendUpDesc, breakerDesc, waitDesc *prometheus.Desc
 }
 
 func newMetrics(m *Monitor) *metrics {
@@ -53,7 +59,7 @@ func newMetrics(m *Monitor) *metrics {
 		reloads:        cv("certificate_reloads_total", "Certificate reload attempts by certificate.", "cert"),
 		reloadFailures: cv("certificate_reload_failures_total", "Certificate reloads that failed (the previous certificate stays served).", "cert"),
 		refusals:       cv("limit_refusals_total", "Connections refused by a limit.", "listener", "limit"),
-		acme:           cv("acme_events_total", "ACME certificate management events: obtaining, obtained, failed, renewed.", "event"),
+		acme:           cv("acme_events_total", "ACME certificate management events: obtaining, obtained, failed, renewed, refused (on-demand requests turned away before any CA contact), other.", "event"),
 		open:           gv("connections_open", "Proxied connections open now.", "listener"),
 		conns:          cv("connections_total", "Proxied connections opened.", "listener"),
 		bytes:          cv("bytes_total", "Bytes proxied, by direction: from_client or to_client.", "listener", "direction"),
@@ -65,8 +71,14 @@ func newMetrics(m *Monitor) *metrics {
 		probeSeconds:  gv("probe_duration_seconds", "Dial and handshake time of the last successful self-probe.", "listener", "name"),
 		probeFailures: cv("probe_failures_total", "Self-probes that failed.", "listener", "name"),
 		probeRounds:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "probe_rounds_total", Help: "Self-probe rounds completed."}),
-		alerts:        cv("alerts_total", "Alert notifications, by status: firing or resolved.", "status"),
-		deliveries:    cv("alert_deliveries_total", "Alert webhook deliveries by result: ok, failed (after retries) or dropped (queue full).", "result"),
+		alerts:        cv("alerts_total", "Alert episodes by status: firing (an alert started) or resolved.", "status"),
+		deliveries: cv("alert_deliveries_total", "Alert notifications by receiver (webhook, slack, alertmanager) and outcome: ok; retried (an attempt failed and was repeated at once); failed (all attempts failed: kept and sent again later); rejected (a 4xx answer: kept and sent again later).",
+			"sink", "outcome"),
+		untracked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "alerts_untracked_total",
+			Help: "Alerts raised while the tracked alerts were at their cap; each is summed up in the alerts/overflow alert."}),
+		resets: cv("backend_resets_total", "Backend connections the backend closed or reset before sending its first byte.", "listener", "backend"),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info", Help: "Always 1; the labels tell the version and the Go version it was built with."},
+			[]string{"version", "goversion"}),
 		logSuppressed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "handshake_log_suppressed_total", Help: "Failed-handshake log lines held back by the per-kind rate limit."}),
 		fpDesc: prometheus.NewDesc(ns+"_handshake_failure_fingerprints",
 			fmt.Sprintf("Estimated failed handshakes since start by JA4 fingerprint of the ClientHello: the top %d, the rest summed as ja4=\"other\"; \"none\" had no ClientHello.", fpExported),
@@ -74,17 +86,28 @@ func newMetrics(m *Monitor) *metrics {
 		notAfterDesc: prometheus.NewDesc(ns+"_certificate_not_after_timestamp_seconds", "Expiry (Unix time) of each served certificate's chain elements; position 0 is the leaf.", certLabels, nil),
 		leftDesc:     prometheus.NewDesc(ns+"_certificate_expiry_seconds", "Seconds until each served chain element expires (negative once expired).", certLabels, nil),
 		firingDesc:   prometheus.NewDesc(ns+"_alerts_firing", "Alerts firing now, by severity.", []string{"severity"}, nil),
+		probeNamesDesc: prometheus.NewDesc(ns+"_probe_names",
+			"Names the self-probe covers, by listener and the result of their last check: ok, failed, or unchecked (not reached yet by the rotation).", []string{"listener", "result"}, nil),
+		backendUpDesc: prometheus.NewDesc(ns+"_backend_up", "1 when the backend's circuit breaker is closed and the last connection attempt to it succeeded, else 0.", []string{"backend"}, nil),
+		breakerDesc:   prometheus.NewDesc(ns+"_backend_breaker_open", "1 when the backend's circuit breaker is open or half open: its new clients are refused.", []string{"backend"}, nil),
+		waitDesc:      prometheus.NewDesc(ns+"_backend_waiting", "Connections waiting for the backend's pace.", []string{"backend"}, nil),
 	}
 }
 
 func (x *metrics) register(r *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{x.handshakes, x.failures, x.reloads, x.reloadFailures, x.refusals, x.acme,
 		x.open, x.conns, x.bytes, x.dialErrors, x.dialSeconds, x.probeSuccess, x.probeSeconds, x.probeFailures,
-		x.probeRounds, x.alerts, x.deliveries, x.logSuppressed, x} {
+		x.probeRounds, x.alerts, x.deliveries, x.untracked, x.resets, x.buildInfo, x.logSuppressed, x,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
 	}
+	v := x.m.o.Version
+	if v == "" {
+		v = "unknown"
+	}
+	x.buildInfo.WithLabelValues(v, runtime.Version()).Set(1)
 	return nil
 }
 
@@ -95,6 +118,10 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- x.notAfterDesc
 	ch <- x.leftDesc
 	ch <- x.firingDesc
+	ch <- x.probeNamesDesc
+	ch <- x.backendUpDesc
+	ch <- x.breakerDesc
+	ch <- x.waitDesc
 }
 
 // Collect implements prometheus.Collector: certificates are read now, so
@@ -132,6 +159,44 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	for s, n := range bySev {
 		ch <- prometheus.MustNewConstMetric(x.firingDesc, prometheus.GaugeValue, float64(n), s)
 	}
+
+	type counts struct{ ok, failed, total int }
+	byListener := map[string]*counts{}
+	m.mu.Lock()
+	for _, t := range m.probeTotals {
+		byListener[t.listener] = &counts{total: t.names}
+	}
+	for _, r := range m.probes {
+		c := byListener[r.Listener]
+		if c == nil {
+			continue
+		}
+		if r.OK {
+			c.ok++
+		} else {
+			c.failed++
+		}
+	}
+	m.mu.Unlock()
+	for l, c := range byListener {
+		ch <- prometheus.MustNewConstMetric(x.probeNamesDesc, prometheus.GaugeValue, float64(c.ok), l, "ok")
+		ch <- prometheus.MustNewConstMetric(x.probeNamesDesc, prometheus.GaugeValue, float64(c.failed), l, "failed")
+		ch <- prometheus.MustNewConstMetric(x.probeNamesDesc, prometheus.GaugeValue, float64(max(0, c.total-c.ok-c.failed)), l, "unchecked")
+	}
+
+	for _, b := range m.backends() {
+		name := backendName(b.Backend)
+		ch <- prometheus.MustNewConstMetric(x.backendUpDesc, prometheus.GaugeValue, boolFloat(b.Up), name)
+		ch <- prometheus.MustNewConstMetric(x.breakerDesc, prometheus.GaugeValue, boolFloat(b.Breaker != "closed"), name)
+		ch <- prometheus.MustNewConstMetric(x.waitDesc, prometheus.GaugeValue, float64(b.Waiting), name)
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // certNames are a certificate's DNS and IP SANs.

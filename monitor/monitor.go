@@ -29,8 +29,17 @@ type Options struct {
 	// addresses once serving.
 	Listeners func() []Listener
 	// LimitStats, when set, returns the limiter's state for /status. It
-	// must be JSON-encodable.
+	// must be JSON-encodable; /status shows its fields in snake_case.
 	LimitStats func() any
+	// Backends, when set, returns each backend's breaker state (the
+	// limiter's limits.Stats().Backends, converted). It is called at
+	// scrape, status and evaluation time, from several goroutines at
+	// once; breaker changes are logged and alerted on within one
+	// evaluation (10 s).
+	Backends func() []BackendState
+	// Version is the build's version, for tlsfront_build_info and
+	// /status.
+	Version string
 
 	// ProbeTargets returns what to probe: for each TLS listener, the
 	// address an outside client dials and the server names to ask for.
@@ -44,6 +53,14 @@ type Options struct {
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds one probe (dial and handshake); default 10 s.
 	ProbeTimeout time.Duration
+	// ProbeBudget is the most handshakes one probe round runs (default
+	// 256): with more names, rounds rotate through them, so that each
+	// name is checked at least once every ceil(names / ceil(budget/2))
+	// rounds (ceil(names / budget) while none fail).
+	ProbeBudget int
+	// ProbeConcurrency is how many probe handshakes run at once
+	// (default 8).
+	ProbeConcurrency int
 
 	// Alerts says where alerts go besides the log.
 	Alerts AlertOptions
@@ -134,11 +151,40 @@ type Monitor struct {
 	failCnt  map[failKey]prometheus.Counter
 	reasons  map[string]bool
 	reloads  map[string]ReloadStatus
+	hist     history
 	probes   map[probeKey]ProbeResult
 	probedAt time.Time
 	rounds   uint64
 
 	probeSink
+
+	// probeCursor is where the next round's rotation starts;
+	// probeNames how many names the last round was given.
+	probeCursor, probeNames int
+	probeTotals             []listenerNames
+	// probeAnchors name each probe alert (see raiseProbeAlerts);
+	// probeMembers are the names it listed last.
+	probeAnchors map[probeGroup]string
+	probeMembers map[probeGroup]map[string]bool
+	// acmeFails are the names whose last certificate event failed.
+	acmeFails        map[string]acmeFailure
+	acmeFailsDropped uint64
+	acmeRefused      sampler
+	dials            map[string]*backendDials
+	breakers         map[string]string
+	breakerSince     map[string]time.Time
+}
+
+// listenerNames is how many names a listener has to probe.
+type listenerNames struct {
+	listener string
+	names    int
+}
+
+// acmeFailure is the last failure for one name.
+type acmeFailure struct {
+	err string
+	at  time.Time
 }
 
 type hsKey struct {
@@ -180,6 +226,8 @@ func Defaults() Options {
 		HandshakeLogBurst:  5,
 		HandshakeLogPeriod: time.Minute,
 		Alerts:             AlertOptions{Cooldown: time.Hour, Retries: 5},
+		ProbeBudget:        256,
+		ProbeConcurrency:   8,
 	}
 }
 
@@ -188,6 +236,8 @@ func (o *Options) fillDefaults() {
 	d := Defaults()
 	setZero(&o.ProbeInterval, d.ProbeInterval)
 	setZero(&o.ProbeTimeout, d.ProbeTimeout)
+	setZero(&o.ProbeBudget, d.ProbeBudget)
+	setZero(&o.ProbeConcurrency, d.ProbeConcurrency)
 	setZero(&o.FailureRatio, d.FailureRatio)
 	setZero(&o.FailureMin, d.FailureMin)
 	setZero(&o.RefusalSpike, d.RefusalSpike)
@@ -230,6 +280,9 @@ func New(o Options) (*Monitor, error) {
 	if o.ProbeInterval < 0 || o.ProbeTimeout < 0 || o.HandshakeLogPeriod < 0 {
 		errs = append(errs, errors.New("probe interval, probe timeout and log period must not be negative"))
 	}
+	if o.ProbeBudget < 2 || o.ProbeConcurrency < 1 {
+		errs = append(errs, errors.New("probe budget must be at least 2 and probe concurrency at least 1"))
+	}
 	if o.FailureRatio < 0 || o.FailureRatio > 1 {
 		errs = append(errs, fmt.Errorf("failure ratio %v is not between 0 and 1", o.FailureRatio))
 	}
@@ -260,6 +313,13 @@ func New(o Options) (*Monitor, error) {
 		reasons: map[string]bool{},
 		reloads: map[string]ReloadStatus{},
 		probes:  map[probeKey]ProbeResult{},
+
+		probeAnchors: map[probeGroup]string{},
+		probeMembers: map[probeGroup]map[string]bool{},
+		acmeFails:    map[string]acmeFailure{},
+		dials:        map[string]*backendDials{},
+		breakers:     map[string]string{},
+		breakerSince: map[string]time.Time{},
 	}
 	m.hlog.init(o.HandshakeLogBurst, o.HandshakeLogPeriod)
 	m.met = newMetrics(m)
@@ -298,6 +358,7 @@ func (m *Monitor) Handshake(h *Handshake) {
 	m.mu.Lock()
 	b := m.win.at(now)
 	b.handshakes++
+	m.hist.add(now, failed)
 	hc := m.unsyncedHandshakeCounter(h.Listener, version)
 	var fc prometheus.Counter
 	if failed {
@@ -324,7 +385,7 @@ func (m *Monitor) Handshake(h *Handshake) {
 	if logIt {
 		m.log.Info("handshake failed",
 			"listener", h.Listener, "reason", reason, "client", h.Client.String(), "sni", h.SNI,
-			"versions", versionList(h.Offered), "ja4", ja4, "took", h.Duration, "err", h.Err)
+			"versions", versionList(h.Offered), "ja4", ja4, "took", humanDuration(h.Duration), "err", h.Err)
 	}
 }
 
@@ -394,29 +455,134 @@ const (
 	ACMEObtained  = "obtained"
 	ACMEFailed    = "failed"
 	ACMERenewed   = "renewed"
+	// ACMERefused is an on-demand request refused before any CA contact
+	// (a name not allowed, a rate limit): counted and logged (sampled),
+	// never alerted on, since anyone can cause it by asking for random
+	// names. "on_demand_refused", the certs package's name, is taken as
+	// the same.
+	ACMERefused = "refused"
 )
 
-// ACMEEvent records a certificate management event for names. A failure
-// raises an alert that the next success for the same names resolves.
+// maxACMEFailures bounds the names tracked as failing; more are only
+// counted, in the alert's summary.
+const maxACMEFailures = 1024
+
+// ACMEEvent records a certificate management event for names.
+//
+// Failures of all names share one alert, "acme/failed", that lists them;
+// a name joining it notifies again (at most once a minute), and it
+// resolves when every listed name has succeeded since. Refusals are a
+// metric and a sampled log line only.
 func (m *Monitor) ACMEEvent(event string, names []string, err error) {
-	name := strings.Join(names, ",")
+	if event == "on_demand_refused" {
+		event = ACMERefused
+	}
 	label := event
 	switch event {
-	case ACMEObtaining, ACMEObtained, ACMEFailed, ACMERenewed:
+	case ACMEObtaining, ACMEObtained, ACMEFailed, ACMERenewed, ACMERefused:
 	default:
 		label = "other"
 	}
 	m.met.acme.WithLabelValues(label).Inc()
-	key := "acme/" + name
 	switch {
+	case event == ACMERefused:
+		m.acmeRefusedLog(names, err)
 	case event == ACMEFailed || err != nil:
-		m.alerts.raise(Alert{Key: key, Severity: "critical",
-			Summary: fmt.Sprintf("obtaining a certificate for %s failed: %v", name, err),
-			Labels:  map[string]string{"name": name}})
+		m.acmeFailed(names, err)
 	case event == ACMEObtained || event == ACMERenewed:
-		m.alerts.resolve(key)
+		m.acmeSucceeded(names)
 		m.TriggerProbe()
 	}
+}
+
+func (m *Monitor) acmeRefusedLog(names []string, err error) {
+	now := m.now()
+	m.mu.Lock()
+	logIt, before := m.acmeRefused.note(now, m.o.HandshakeLogPeriod)
+	m.mu.Unlock()
+	if logIt {
+		m.log.Info("acme on-demand refused", "names", strings.Join(names, ","), "err", err,
+			"refused_before", before, "detail", "one line per period; all are counted in tlsfront_acme_events_total{event=\"refused\"}")
+	}
+}
+
+func (m *Monitor) acmeFailed(names []string, err error) {
+	now := m.now()
+	msg := "failed"
+	if err != nil {
+		msg = err.Error()
+	}
+	m.mu.Lock()
+	wasFiring, grew := len(m.acmeFails) > 0, false
+	for _, n := range names {
+		if _, ok := m.acmeFails[n]; !ok {
+			if len(m.acmeFails) >= maxACMEFailures {
+				m.acmeFailsDropped++
+				continue
+			}
+			grew = true
+		}
+		m.acmeFails[n] = acmeFailure{err: msg, at: now}
+	}
+	al := m.unsyncedACMEAlert()
+	m.mu.Unlock()
+	if al.Key == "" {
+		return
+	}
+	if grew && wasFiring {
+		m.alerts.update(al)
+	} else {
+		m.alerts.raise(al)
+	}
+}
+
+func (m *Monitor) acmeSucceeded(names []string) {
+	m.mu.Lock()
+	changed := false
+	for _, n := range names {
+		if _, ok := m.acmeFails[n]; ok {
+			delete(m.acmeFails, n)
+			changed = true
+		}
+	}
+	if len(m.acmeFails) == 0 {
+		m.acmeFailsDropped = 0
+	}
+	al := m.unsyncedACMEAlert()
+	m.mu.Unlock()
+	switch {
+	case al.Key == "":
+		m.alerts.resolve(acmeKey)
+	case changed:
+		m.alerts.raise(al)
+	}
+}
+
+const acmeKey = "acme/failed"
+
+// unsyncedACMEAlert is the alert for the failing names, or a zero Alert
+// when none fail. The caller holds m.mu.
+func (m *Monitor) unsyncedACMEAlert() Alert {
+	n := len(m.acmeFails)
+	if n == 0 {
+		return Alert{}
+	}
+	names := make([]string, 0, n)
+	var last string
+	var lastAt time.Time
+	for name, f := range m.acmeFails {
+		names = append(names, name)
+		if f.at.After(lastAt) || f.at.Equal(lastAt) && name < last {
+			last, lastAt = name, f.at
+		}
+	}
+	more := ""
+	if m.acmeFailsDropped > 0 {
+		more = fmt.Sprintf(" (and %d failures of names beyond the %d tracked)", m.acmeFailsDropped, maxACMEFailures)
+	}
+	return Alert{Key: acmeKey, Severity: "critical",
+		Summary: fmt.Sprintf("obtaining or renewing a certificate failed for %d name(s)%s: %s; last error (%s): %s",
+			n, more, listNames(names, summaryNames), last, m.acmeFails[last].err)}
 }
 
 // ConnOpened counts a proxied connection opening. Its signature matches
@@ -441,6 +607,17 @@ func (m *Monitor) BackendDial(listener, backend string, took time.Duration, err 
 	if err != nil {
 		m.met.dialErrors.WithLabelValues(listener, backend).Inc()
 	}
+	now := m.now()
+	m.mu.Lock()
+	if d := m.unsyncedBackend(backend); d != nil {
+		d.dials++
+		d.lastOK, d.lastAt = err == nil, now
+		if err != nil {
+			d.errors++
+			d.lastErr, d.lastErrAt = err.Error(), now
+		}
+	}
+	m.mu.Unlock()
 }
 
 // TriggerProbe asks for a probe round soon, e.g. after a reload. It never
@@ -452,16 +629,42 @@ func (m *Monitor) TriggerProbe() {
 	}
 }
 
-// Ready is nil unless the last probe round found a listener that clients
-// cannot complete a verified handshake with. It is a readiness check.
+// Ready is nil unless a served certificate is expired (or not yet
+// valid), or the last probe of some name failed: clients cannot complete
+// a verified handshake. The error says which, with at most a few names
+// per cause. It is a readiness check.
 func (m *Monitor) Ready() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	now := m.now()
 	var errs []error
-	for _, r := range sortedProbes(m.probes) {
-		if !r.OK {
-			errs = append(errs, fmt.Errorf("probe %s %s via %s: %s", r.Listener, r.Name, r.Address, r.Error))
+	for _, c := range m.o.Certificates() {
+		for i, x := range c.Chain {
+			if now.After(x.NotAfter) || now.Before(x.NotBefore) {
+				what := "expired on " + x.NotAfter.UTC().Format(time.RFC3339)
+				if now.Before(x.NotBefore) {
+					what = "not valid before " + x.NotBefore.UTC().Format(time.RFC3339)
+				}
+				errs = append(errs, fmt.Errorf("certificate %s (chain position %d, %s) %s: %s have no usable certificate",
+					c.ID, i, x.Subject.CommonName, what, listNames(certNames(c.Chain[0]), summaryNames)))
+				break
+			}
 		}
+	}
+	m.mu.Lock()
+	groups := m.unsyncedProbeGroups()
+	m.mu.Unlock()
+	order := make([]probeGroup, 0, len(groups))
+	for g := range groups {
+		order = append(order, g)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i].listener+order[i].cause < order[j].listener+order[j].cause })
+	for _, g := range order {
+		rs := groups[g]
+		names := make([]string, len(rs))
+		for i, r := range rs {
+			names[i] = r.Name
+		}
+		errs = append(errs, fmt.Errorf("probe %s via %s: %d name(s) fail (%s): %s: %s",
+			g.listener, rs[0].Address, len(rs), listNames(names, 5), g.cause, rs[0].Error))
 	}
 	return errors.Join(errs...)
 }
@@ -512,6 +715,8 @@ func (m *Monitor) Run(ctx context.Context) {
 func (m *Monitor) evaluate() {
 	now := m.now()
 	m.evaluateExpiry(now)
+	m.evaluateBackends(now)
+	m.alerts.housekeep(now)
 	m.mu.Lock()
 	s := m.win.summary(now, 5)
 	m.mu.Unlock()
@@ -664,4 +869,33 @@ func sortLimits(ls []LimitSummary) {
 		}
 		return ls[i].Limit < ls[j].Limit
 	})
+}
+
+// humanDuration is d for a person: milliseconds, or microseconds when
+// under one; slog's JSON handler would print a Duration in nanoseconds.
+func humanDuration(d time.Duration) string {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// sampler lets one log line through per period and counts the rest. It is
+// not safe for concurrent use; the Monitor locks.
+type sampler struct {
+	start  time.Time
+	held   int
+	logged bool
+}
+
+// note says whether to log this event, and how many were held back since
+// the last logged one.
+func (s *sampler) note(now time.Time, period time.Duration) (logIt bool, heldBefore int) {
+	if !s.logged || now.Sub(s.start) >= period {
+		held := s.held
+		s.start, s.held, s.logged = now, 0, true
+		return true, held
+	}
+	s.held++
+	return false, 0
 }

@@ -42,6 +42,9 @@ type monitorConfig struct {
 	AlertWebhook string `yaml:"alert_webhook"`
 	// AlertSlack receives alerts as Slack-compatible {"text": ...} POSTs.
 	AlertSlack string `yaml:"alert_slack"`
+	// Alertmanager is the base URL of an Alertmanager; alerts are posted
+	// to its v2 API, so they are routed where operators route the rest.
+	Alertmanager string `yaml:"alertmanager"`
 	// AlertCooldown is the least time between notifications for one
 	// alert (default 1h).
 	AlertCooldown time.Duration `yaml:"alert_cooldown"`
@@ -105,6 +108,7 @@ func (c *monitorConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ProbeCAFile, "probe-ca", c.ProbeCAFile, "PEM `file` of the roots your clients trust, for the self-probe (default: --trust-ca, else system roots)")
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", c.AlertWebhook, "`URL` that receives alerts as JSON POSTs")
 	fs.StringVar(&c.AlertSlack, "alert-slack", c.AlertSlack, "Slack incoming-webhook `URL` that receives alerts")
+	fs.StringVar(&c.Alertmanager, "alertmanager", c.Alertmanager, "Alertmanager base `URL` (e.g. http://alertmanager:9093) that receives alerts through its v2 API")
 	fs.DurationVar(&c.AlertCooldown, "alert-cooldown", c.AlertCooldown, "least time between two notifications of one alert")
 	fs.IntVar(&c.AlertRetries, "alert-retries", c.AlertRetries, "retries of a failed alert delivery, with exponential backoff")
 	fs.Var(&c.ExpiryWarn, "expiry-warn", "comma-separated time-left `thresholds` for expiry alerts, e.g. 21d,7d")
@@ -145,7 +149,7 @@ func (c *monitorConfig) validate() error {
 			bad("probe_address", "%q is not a host or host:port", a)
 		}
 	}
-	for _, u := range []struct{ key, v string }{{"alert_webhook", c.AlertWebhook}, {"alert_slack", c.AlertSlack}} {
+	for _, u := range []struct{ key, v string }{{"alert_webhook", c.AlertWebhook}, {"alert_slack", c.AlertSlack}, {"alertmanager", c.Alertmanager}} {
 		if u.v == "" {
 			continue
 		}

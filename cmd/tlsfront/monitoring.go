@@ -33,13 +33,16 @@ func (a *app) buildMonitor() error {
 			return a.limiter.Stats()
 		},
 		ProbeRoots:    a.probeRoots,
+		Backends:      a.backendStates,
+		Version:       version,
 		ProbeInterval: c.ProbeInterval,
 		ProbeTimeout:  c.ProbeTimeout,
 		Alerts: monitor.AlertOptions{
-			Webhook:  c.AlertWebhook,
-			Slack:    c.AlertSlack,
-			Cooldown: c.AlertCooldown,
-			Retries:  c.AlertRetries,
+			Webhook:      c.AlertWebhook,
+			Slack:        c.AlertSlack,
+			Alertmanager: c.Alertmanager,
+			Cooldown:     c.AlertCooldown,
+			Retries:      c.AlertRetries,
 		},
 		ExpiryWarn:         c.ExpiryWarn,
 		FailureRatio:       c.FailureRatio,
@@ -186,11 +189,12 @@ var (
 	limitInFlightDesc = prometheus.NewDesc("tlsfront_limits_handshakes_in_flight", "TLS handshakes under way.", nil, nil)
 	limitOpenDesc     = prometheus.NewDesc("tlsfront_limits_open_connections", "Connections admitted and open.", nil, nil)
 	limitDelayedDesc  = prometheus.NewDesc("tlsfront_limits_delayed_sockets", "Refused sockets held open to slow retry loops.", nil, nil)
-	limitBreakerDesc  = prometheus.NewDesc("tlsfront_limits_backend_breaker_open", "1 when the default backend's circuit breaker is open or half open.", nil, nil)
+	limitFullDesc     = prometheus.NewDesc("tlsfront_limits_client_table_full", "1 while the per-client table is full: newcomers are admitted untracked (raise limits.max_clients).", nil, nil)
+	limitFullTimes    = prometheus.NewDesc("tlsfront_limits_client_table_full_total", "Times a newcomer found the per-client table full and was admitted untracked.", nil, nil)
 )
 
 func (limitsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{limitTrackedDesc, limitEvictedDesc, limitInFlightDesc, limitOpenDesc, limitDelayedDesc, limitBreakerDesc} {
+	for _, d := range []*prometheus.Desc{limitTrackedDesc, limitEvictedDesc, limitInFlightDesc, limitOpenDesc, limitDelayedDesc, limitFullDesc, limitFullTimes} {
 		ch <- d
 	}
 }
@@ -206,9 +210,23 @@ func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
 	g(limitInFlightDesc, float64(s.HandshakesInFlight))
 	g(limitOpenDesc, float64(s.OpenConns))
 	g(limitDelayedDesc, float64(s.DelayedSockets))
-	breaker := 0.0
-	if s.Breaker != "" && s.Breaker != "closed" {
-		breaker = 1
+	full := 0.0
+	if s.ClientTableFull {
+		full = 1
 	}
-	g(limitBreakerDesc, breaker)
+	g(limitFullDesc, full)
+	ch <- prometheus.MustNewConstMetric(limitFullTimes, prometheus.CounterValue, float64(s.ClientTableFullTimes))
+}
+
+// backendStates is the limiter's view of each backend, for the monitor's
+// per-backend metrics, /status and breaker alerts.
+func (a *app) backendStates() []monitor.BackendState {
+	if a.limiter == nil {
+		return nil
+	}
+	var out []monitor.BackendState
+	for _, b := range a.limiter.Stats().Backends {
+		out = append(out, monitor.BackendState{Backend: b.Name, Breaker: b.Breaker, Waiting: b.Waiting})
+	}
+	return out
 }
