@@ -10,7 +10,9 @@
 // against the trust store, and reports every repair and problem in words.
 //
 // The Store serves bundles by SNI through tls.Config.GetCertificate and
-// replaces any one of them with a single atomic pointer swap. A Reloader
+// replaces any one of them with a single atomic pointer swap. Several
+// bundles may cover one name (ECDSA and RSA): each client gets the first
+// it supports, ECDSA preferred. A Reloader
 // publishes a renewed certificate only after it passed the doctor and a
 // real TLS handshake against itself in memory; otherwise the last good one
 // keeps serving. ClientCAs holds a reloadable pool for client certificates.
