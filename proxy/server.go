@@ -64,6 +64,12 @@ type Options struct {
 	// Protocol is what a tcp listener carries, for refusals in the
 	// client's own protocol: "mqtt" or "" (close the connection).
 	Protocol string
+	// MQTTMaxConnectSize is the largest MQTT CONNECT packet (fixed header
+	// included) a tcp listener with protocol mqtt reads, when it reads
+	// CONNECTs (to limit by client id, or to refuse); a larger one is
+	// answered with a CONNACK "packet too large" (MQTT 5; 3.x: "server
+	// unavailable") and closed. Zero means DefaultMQTTMaxConnectSize.
+	MQTTMaxConnectSize int
 	// Limiter decides admission and shields the backends; nil admits
 	// everything.
 	Limiter *limits.Limiter
@@ -143,6 +149,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.MQTTMaxConnectSize < 0 || o.MQTTMaxConnectSize > MaxMQTTPacketSize {
+		return nil, fmt.Errorf("listener %s: MQTT CONNECT maximum %d is not between 0 (default) and %d", o.Name, o.MQTTMaxConnectSize, MaxMQTTPacketSize)
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

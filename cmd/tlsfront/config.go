@@ -70,6 +70,9 @@ type listenerConfig struct {
 	// Protocol is what a tcp listener carries: mqtt (default) lets
 	// refusals be answered with a CONNACK; raw just closes.
 	Protocol string `yaml:"protocol"`
+	// MQTTMaxConnectSize is the largest MQTT CONNECT (bytes) read when
+	// CONNECTs are read (client-id limit, refusals); 0: 256 KiB.
+	MQTTMaxConnectSize int `yaml:"mqtt_max_connect_size"`
 	// ProxyProtocol writes a PROXY header (1 or 2) to the backend.
 	ProxyProtocol int `yaml:"proxy_protocol"`
 	// AcceptProxyProtocol expects a PROXY header from a trusted load

@@ -61,7 +61,7 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 	if protocol == "raw" {
 		protocol = ""
 	}
-	return proxy.New(proxy.Options{
+	opts := proxy.Options{
 		Name:              lc.Name,
 		Kind:              proxy.Kind(lc.Kind),
 		TLS:               a.certs.TLSConfig(),
@@ -76,7 +76,9 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		KnownName:         a.certs.Covers,
 		HTTP:              proxy.HTTPOptions{PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize},
 		Log:               a.log,
-	})
+	}
+	opts.MQTTMaxConnectSize = lc.MQTTMaxConnectSize
+	return proxy.New(opts)
 }
 
 func (a *app) buildRedirect(lc listenerConfig) (proxy.Listener, error) {

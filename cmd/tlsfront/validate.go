@@ -65,6 +65,11 @@ func (c *config) validate() error {
 		case len(kind.protocols) == 0 && l.Protocol != "":
 			bad(f+".protocol", "a %s listener takes no protocol", l.Kind)
 		}
+		if l.MQTTMaxConnectSize != 0 && l.Protocol != "mqtt" {
+			bad(f+".mqtt_max_connect_size", "only a tcp listener with protocol mqtt reads CONNECTs")
+		} else if l.MQTTMaxConnectSize != 0 && (l.MQTTMaxConnectSize < 128 || l.MQTTMaxConnectSize > proxy.MaxMQTTPacketSize) {
+			bad(f+".mqtt_max_connect_size", "%d is not between 128 and %d bytes (0: %d)", l.MQTTMaxConnectSize, proxy.MaxMQTTPacketSize, proxy.DefaultMQTTMaxConnectSize)
+		}
 		if !kind.backend {
 			if l.Backend != "" {
 				bad(f+".backend", "a %s listener has no backend", l.Kind)
