@@ -147,6 +147,13 @@ const (
 	// alerting when they reject a certificate, so treat a jump after a
 	// certificate change like a certificate rejection.
 	ReasonClientClosed Reason = "client_closed"
+	// ReasonSNITrailingDot: the client asked for a server name ending in
+	// a dot ("broker.example.com."), which RFC 6066 forbids and
+	// crypto/tls refuses before any certificate is chosen; the name
+	// cannot be rewritten, as the ClientHello is part of what both sides
+	// sign. OpenSSL and Node send the name as given, so the client was
+	// configured with the fully qualified form: drop the final dot there.
+	ReasonSNITrailingDot Reason = "sni_trailing_dot"
 	// ReasonServerShutdown: the proxy was shutting down. Not the client's
 	// fault; exclude it from alerting.
 	ReasonServerShutdown Reason = "server_shutdown"
@@ -182,6 +189,7 @@ var allReasons = []Reason{
 	ReasonNotTLSMQTT,
 	ReasonNotTLS,
 	ReasonClientClosed,
+	ReasonSNITrailingDot,
 	ReasonServerShutdown,
 	ReasonOther,
 }
@@ -225,6 +233,9 @@ func (cl classifier) classify(ev *HandshakeEvent) Reason {
 			return ReasonNoClientHello
 		}
 		return ReasonStalledMidHandshake
+	}
+	if ev.Hello == nil && strings.HasSuffix(ev.RawServerName, ".") {
+		return ReasonSNITrailingDot
 	}
 	alert, isAlert := clientAlert(err)
 	if ev.Hello != nil {

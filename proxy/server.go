@@ -16,6 +16,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"github.com/tlsfront/tlsfront/internal/ja4"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
 )
@@ -104,6 +105,10 @@ type HandshakeEvent struct {
 	Reason Reason
 	// JA4 fingerprints the ClientHello; empty when none arrived.
 	JA4 string
+	// RawServerName is the server name read from the raw ClientHello
+	// when crypto/tls refused to parse it (Hello is nil), e.g. a name
+	// with a trailing dot; empty otherwise.
+	RawServerName string
 	// Probe is set for tlsfront's own self-probe.
 	Probe bool
 }
@@ -120,6 +125,9 @@ type Server struct {
 	rep      report.Sink
 	fwd      forwarder
 	ids      atomic.Uint64 // connection IDs
+	// helloBufs recycles the buffers that keep each ClientHello during
+	// its handshake (conn.helloBuf).
+	helloBufs sync.Pool
 	// observe, when set, sees every handshake event before it is
 	// reported; a test seam.
 	observe func(*HandshakeEvent)
@@ -372,6 +380,11 @@ func (s *Server) serveConn(c *conn) {
 	}
 
 	tc := tls.Server(c, s.tls)
+	buf, _ := s.helloBufs.Get().(*[helloCaptureLen]byte)
+	if buf == nil {
+		buf = new([helloCaptureLen]byte)
+	}
+	c.helloBuf = buf
 	ev := s.handshake(tc, c)
 	ticket.Handshake(ev.Err == nil)
 	if s.observe != nil {
@@ -379,6 +392,8 @@ func (s *Server) serveConn(c *conn) {
 	}
 	s.report(ev)
 	c.hello = nil // the hello holds its slices; idle connections should not
+	c.helloBuf, c.helloLen = nil, 0
+	s.helloBufs.Put(buf)
 	c.handshook = true
 	if ev.Err != nil || ev.Probe {
 		return
@@ -425,6 +440,14 @@ func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	}
 	if err != nil {
 		ev.TimedOut = errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
+		if ev.Hello == nil {
+			// crypto/tls did not get as far as a ClientHelloInfo: read
+			// what the client asked for from its bytes, if they are a
+			// hello at all.
+			raw := c.helloBytes()
+			ev.RawServerName, _ = ja4.ServerName(raw)
+			ev.JA4, _ = ja4.FromClientHello(raw)
+		}
 		ev.Reason = classifier{knownName: s.opts.KnownName, minVersion: s.tls.MinVersion}.classify(ev)
 	} else {
 		ev.State = tc.ConnectionState()
@@ -447,6 +470,9 @@ func (s *Server) report(ev *HandshakeEvent) {
 		if h.SNI == "" {
 			h.SNI = ev.Hello.ServerName
 		}
+	}
+	if h.SNI == "" {
+		h.SNI = ev.RawServerName
 	}
 	s.rep.Handshake(&h)
 }
