@@ -147,6 +147,12 @@ const (
 	// alerting when they reject a certificate, so treat a jump after a
 	// certificate change like a certificate rejection.
 	ReasonClientClosed Reason = "client_closed"
+	// ReasonClientCertNotAllowed: the client's certificate verified, but
+	// the listener's allow list (client_allow) names none of its CN, OUs,
+	// DNS or URI SANs; the client got a bad_certificate alert. Add the
+	// identity to the list, or find out who holds a certificate from our
+	// CA that should not connect here.
+	ReasonClientCertNotAllowed Reason = "client_cert_not_allowed"
 	// ReasonSNITrailingDot: the client asked for a server name ending in
 	// a dot ("broker.example.com."), which RFC 6066 forbids and
 	// crypto/tls refuses before any certificate is chosen; the name
@@ -190,6 +196,7 @@ var allReasons = []Reason{
 	ReasonNotTLS,
 	ReasonClientClosed,
 	ReasonSNITrailingDot,
+	ReasonClientCertNotAllowed,
 	ReasonServerShutdown,
 	ReasonOther,
 }
@@ -236,6 +243,10 @@ func (cl classifier) classify(ev *HandshakeEvent) Reason {
 	}
 	if ev.Hello == nil && strings.HasSuffix(ev.RawServerName, ".") {
 		return ReasonSNITrailingDot
+	}
+	var notAllowed *ClientNotAllowedError
+	if errors.As(err, &notAllowed) {
+		return ReasonClientCertNotAllowed
 	}
 	alert, isAlert := clientAlert(err)
 	if ev.Hello != nil {

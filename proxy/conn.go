@@ -30,6 +30,9 @@ type conn struct {
 	hello     *tls.ClientHelloInfo
 	// probe: the hello was tlsfront's own self-probe.
 	probe bool
+	// served is the certificate this handshake served, when the listener
+	// records it (recordServed); nil on resumption.
+	served *tls.Certificate
 	// session is set once the connection is handed to net/http, which
 	// sees only the *tls.Conn over it.
 	session *session

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -81,6 +82,19 @@ type Options struct {
 	// failed handshake for any other name is reported as unknown_sni.
 	// Nil turns that reason off.
 	KnownName func(serverName string) bool
+	// ProxyProtocolTLS adds the SSL TLV of PROXY protocol v2 to the header
+	// a tcp listener writes to its backends (which must all use version
+	// 2): TLS version, cipher, whether the client sent a certificate and
+	// it verified, its CN when it did (see sslTLVs).
+	ProxyProtocolTLS bool
+	// ClientCertsVerified says that TLS verifies every client certificate
+	// it accepts (certs.ClientCAs is configured). Without it the SSL TLV
+	// never says a certificate verified, nor carries its CN.
+	ClientCertsVerified bool
+	// ClientAllow, when it lists anything, lets in only the client
+	// certificates it lists, checked in VerifyConnection once the chain
+	// verified; TLS must ask for client certificates.
+	ClientAllow *ClientAllow
 	// HTTP configures KindHTTP listeners.
 	HTTP HTTPOptions
 	Log  *slog.Logger
@@ -167,6 +181,23 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, log: o.Log.With("listener", o.Name), rep: report.OrDiscard(o.Reporter), active: map[*conn]net.Conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tls = serverTLSConfig(o.TLS)
+	if !o.ClientAllow.empty() {
+		if s.tls.ClientAuth == tls.NoClientCert {
+			return nil, fmt.Errorf("listener %s: a client allow list needs client certificates, and the TLS configuration asks for none", o.Name)
+		}
+		s.tls.VerifyConnection = verifyAllowed(o.ClientAllow, s.tls.VerifyConnection)
+	}
+	if o.ProxyProtocolTLS {
+		if o.Kind != KindTCP {
+			return nil, fmt.Errorf("listener %s: the PROXY protocol SSL TLV is for tcp listeners", o.Name)
+		}
+		for _, be := range append([]Backend{o.Backend}, slices.Collect(maps.Values(o.Routes))...) {
+			if be.ProxyProtocol != 2 {
+				return nil, fmt.Errorf("listener %s: the PROXY protocol SSL TLV needs PROXY protocol version 2 to %s", o.Name, be)
+			}
+		}
+		recordServed(s.tls)
+	}
 	d := &dialer{listener: o.Name, shield: o.Limiter, rep: s.rep}
 	switch o.Kind {
 	case KindTCP:

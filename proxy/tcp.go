@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	proxyproto "github.com/pires/go-proxyproto"
+
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
 )
@@ -32,6 +34,9 @@ type tcpForwarder struct {
 	clientIDLimit bool
 	// maxConnect is the largest MQTT CONNECT read, fixed header included.
 	maxConnect int
+	// proxyTLS adds the SSL TLV to the PROXY header; verified says TLS
+	// verified the client certificates it accepted.
+	proxyTLS, verified bool
 }
 
 func newTCPForwarder(s *Server, d *dialer) *tcpForwarder {
@@ -42,6 +47,8 @@ func newTCPForwarder(s *Server, d *dialer) *tcpForwarder {
 		timeout: o.HandshakeTimeout, idle: o.IdleTimeout,
 		clientIDLimit: o.Protocol == "mqtt" && o.Limiter.Config().ClientIDRate > 0,
 		maxConnect:    cmp.Or(o.MQTTMaxConnectSize, DefaultMQTTMaxConnectSize),
+		proxyTLS:      o.ProxyProtocolTLS,
+		verified:      o.ClientCertsVerified,
 	}
 }
 
@@ -94,7 +101,15 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		head, level = h, info.Level
 	}
 
-	bc, err := f.dialer.dial(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr())
+	var tlvs []proxyproto.TLV
+	if f.proxyTLS {
+		var err error
+		if tlvs, err = sslTLVs(tc.ConnectionState(), sess.c.served, f.verified); err != nil {
+			sess.log.Warn("PROXY SSL TLV not built", "err", err)
+			return false
+		}
+	}
+	bc, err := f.dialer.dialWith(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
 	if err != nil {
 		reason := reasonUnavailable
 		var refusal *limits.Refusal
