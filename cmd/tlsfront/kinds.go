@@ -78,6 +78,11 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		Log:               a.log,
 	}
 	opts.MQTTMaxConnectSize = lc.MQTTMaxConnectSize
+	opts.ProxyProtocolTLS = lc.ProxyProtocolTLS
+	opts.ClientCertsVerified = a.cfg.ClientAuth.enabled()
+	if ca := lc.ClientAllow; !ca.empty() {
+		opts.ClientAllow = &proxy.ClientAllow{CN: ca.CN, OU: ca.OU, DNS: ca.DNS, URI: ca.URI}
+	}
 	return proxy.New(opts)
 }
 
