@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"time"
 )
 
@@ -203,7 +202,10 @@ func readConnect(r io.Reader, max int) ([]byte, mqttConnect, error) {
 			want = total
 		}
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(want, 2*cap(buf))-len(buf))
+			// Every byte so far has arrived: at most double, so that
+			// memory stays within twice what the client really sent.
+			grown := make([]byte, len(buf), min(want, 2*cap(buf)))
+			buf = grown[:copy(grown, buf)]
 		}
 		n, err := r.Read(buf[len(buf):min(cap(buf), want)])
 		buf = buf[:len(buf)+n]
