@@ -1,10 +1,17 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // TestSidecarCertFlagsRepeat: every --cert/--key pair adds a certificate,
@@ -51,6 +58,43 @@ func TestSidecarCertFlagsRepeat(t *testing.T) {
 			}
 			if !slices.Equal(cfg.Certificates, tc.want) {
 				t.Fatalf("certificates = %+v, want %+v", cfg.Certificates, tc.want)
+			}
+		})
+	}
+}
+
+// TestTwoCertPairsServeByClient: an ECDSA and an RSA pair given as two
+// --cert/--key pairs both serve: a modern client gets ECDSA, a TLS 1.2
+// client with only ECDHE_RSA suites gets RSA instead of failing.
+func TestTwoCertPairsServeByClient(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	ec := ca.WriteLeaf(ca.Leaf(pki.Options{}))
+	rsaPair := ca.WriteLeaf(ca.Leaf(pki.Options{RSA: true}))
+	backend := testnet.Listen(t)
+	testnet.Serve(t, backend, func(net.Conn) {})
+	ta := startApp(t, "--listen", "127.0.0.1:0", "--backend", backend.Addr().String(), "--trust-ca", ca.RootFile(),
+		"--cert", ec.Cert, "--key", ec.Key, "--cert", rsaPair.Cert, "--key", rsaPair.Key)
+	for _, tt := range []struct {
+		name string
+		cfg  func(*tls.Config)
+		want x509.PublicKeyAlgorithm
+	}{
+		{"modern", func(*tls.Config) {}, x509.ECDSA},
+		{"TLS 1.2 ECDHE_RSA only", func(c *tls.Config) {
+			c.MaxVersion = tls.VersionTLS12
+			c.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+		}, x509.RSA},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ca.ClientConfig("localhost")
+			tt.cfg(cfg)
+			c, err := tls.Dial("tcp", ta.Addr("main"), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if got := c.ConnectionState().PeerCertificates[0].PublicKeyAlgorithm; got != tt.want {
+				t.Fatalf("served a %v certificate, want %v", got, tt.want)
 			}
 		})
 	}
