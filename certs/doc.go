@@ -16,7 +16,9 @@
 // handshake against itself in memory (SelfTest), key warnings, then
 // publish into the Store with a single atomic pointer swap; a candidate
 // that fails any step is refused and the last good one keeps serving. The
-// Store serves bundles by SNI through tls.Config.GetCertificate. Reload
+// Store serves bundles by SNI through tls.Config.GetCertificate; several
+// bundles may cover one name (ECDSA and RSA), and each client gets the
+// first it supports, ECDSA preferred. Reload
 // results, ACME events included, are reported through a report.Sink.
 // Every certificate, key and CA file is read through ReadFile, which
 // refuses FIFOs, devices, directories and oversized files without blocking

@@ -239,15 +239,15 @@ func (m *Manager) Load(ctx context.Context) error {
 	}
 	m.routed = map[string][]string{}
 	for _, name := range m.o.RoutedNames {
-		b := staged.Lookup(name)
-		if b == nil {
+		covering := staged.LookupAll(name)
+		if len(covering) == 0 {
 			if m.o.Dynamic == nil || !m.o.Dynamic.Covers(name) {
 				errs = append(errs, fmt.Errorf("no certificate covers %q, which a route sends to a backend; add one whose SANs include it", name))
 			}
 			continue
 		}
 		for i, f := range m.o.Files {
-			if cands[i] == b {
+			if slices.Contains(covering, cands[i]) {
 				m.routed[f.ID] = append(m.routed[f.ID], name)
 			}
 		}
@@ -273,8 +273,19 @@ func (m *Manager) Load(ctx context.Context) error {
 	for i, f := range m.o.Files {
 		m.publish(f.ID, cands[i], "start")
 	}
+	m.warnOverlaps()
 	m.verify.Store(&v)
 	return nil
+}
+
+// warnOverlaps logs every name two certificates of the same key type
+// cover: the later one is never served for it, which is rarely meant (an
+// RSA certificate beside an ECDSA one is, and is not warned about).
+func (m *Manager) warnOverlaps() {
+	for _, o := range m.store.Overlaps() {
+		m.log.Warn("certificate not served for a name", "certificate", o.Shadowed, "name", o.Name, "key_type", o.KeyType, "served", o.Served,
+			"detail", "an earlier certificate with the same key type covers this name; remove the name from one of them, or give this one another key type")
+	}
 }
 
 func (f FileCert) source(names []string) Source {
@@ -370,6 +381,7 @@ func (m *Manager) Reload(ctx context.Context, trigger string, hold bool) (result
 	} else {
 		m.verify.Store(&v)
 	}
+	published := false
 	for _, f := range m.o.Files {
 		b, out, err := m.reloadOne(ctx, f, v)
 		if hold && err != nil && midUpdate(err) {
@@ -381,6 +393,7 @@ func (m *Manager) Reload(ctx context.Context, trigger string, hold bool) (result
 		switch out {
 		case Reloaded:
 			m.publish(f.ID, b, trigger)
+			published = true
 			m.rep.Reloaded(report.Reload{ID: f.ID, Trigger: trigger})
 		case Unchanged:
 			m.log.Debug("certificate unchanged", "certificate", f.ID, "trigger", trigger)
@@ -393,6 +406,9 @@ func (m *Manager) Reload(ctx context.Context, trigger string, hold bool) (result
 			res.NotAfter = &na
 		}
 		results = append(results, res)
+	}
+	if published {
+		m.warnOverlaps()
 	}
 	if m.clientCAs != nil {
 		out, n, err := m.clientCAs.Reload(m.o.ClientCAFile)

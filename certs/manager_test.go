@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -336,4 +338,58 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestManagerWarnsOfShadowedCertificate: two ECDSA certificates for one
+// name are logged at load; an RSA one beside them is not, and it is proved
+// for the routed name like the others.
+func TestManagerWarnsOfShadowedCertificate(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	files := []FileCert{}
+	for _, c := range []struct {
+		id  string
+		rsa bool
+	}{{"ecdsa", false}, {"ecdsa-too", false}, {"rsa", true}} {
+		f := ca.WriteLeaf(ca.Leaf(pki.Options{DNSNames: []string{"broker.example.com"}, RSA: c.rsa}))
+		files = append(files, FileCert{ID: c.id, CertFile: f.Cert, KeyFile: f.Key})
+	}
+	var logs syncBuffer
+	m, err := NewManager(ManagerOptions{Files: files, Trust: TrustOptions{CAFile: ca.RootFile()}, RoutedNames: []string{"broker.example.com"},
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "certificate not served for a name"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "certificate=ecdsa-too name=broker.example.com key_type=ECDSA served=ecdsa") {
+		t.Fatalf("warning does not name the certificates:\n%s", out)
+	}
+	for _, id := range []string{"ecdsa", "ecdsa-too", "rsa"} {
+		if got := m.routed[id]; !slices.Equal(got, []string{"broker.example.com"}) {
+			t.Errorf("routed[%s] = %v: every certificate covering a routed name is proved for it", id, got)
+		}
+	}
 }

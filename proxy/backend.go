@@ -55,6 +55,11 @@ func (b Backend) String() string {
 // dial connects to the backend and writes the PROXY header for a client
 // whose connection arrived from src at dst.
 func (b Backend) dial(ctx context.Context, src, dst net.Addr) (net.Conn, error) {
+	return b.dialTLVs(ctx, src, dst, nil)
+}
+
+// dialTLVs is dial with TLVs added to a version 2 PROXY header.
+func (b Backend) dialTLVs(ctx context.Context, src, dst net.Addr, tlvs []proxyproto.TLV) (net.Conn, error) {
 	timeout := b.DialTimeout
 	if timeout == 0 {
 		timeout = 5 * time.Second
@@ -66,6 +71,12 @@ func (b Backend) dial(ctx context.Context, src, dst net.Addr) (net.Conn, error) 
 	}
 	if b.ProxyProtocol != 0 {
 		h := proxyproto.HeaderProxyFromAddrs(byte(b.ProxyProtocol), src, dst)
+		if len(tlvs) > 0 && b.ProxyProtocol == 2 {
+			if err := h.SetTLVs(tlvs); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("PROXY header TLVs: %w", err)
+			}
+		}
 		c.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err := h.WriteTo(c); err != nil {
 			c.Close()

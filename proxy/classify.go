@@ -159,6 +159,19 @@ const (
 	// and the ACME metrics say which; check that the name points here and
 	// the CA's rate limits.
 	ReasonCertificateUnavailable Reason = "certificate_unavailable"
+	// ReasonClientCertNotAllowed: the client's certificate verified, but
+	// the listener's allow list (client_allow) names none of its CN, OUs,
+	// DNS or URI SANs; the client got a bad_certificate alert. Add the
+	// identity to the list, or find out who holds a certificate from our
+	// CA that should not connect here.
+	ReasonClientCertNotAllowed Reason = "client_cert_not_allowed"
+	// ReasonSNITrailingDot: the client asked for a server name ending in
+	// a dot ("broker.example.com."), which RFC 6066 forbids and
+	// crypto/tls refuses before any certificate is chosen; the name
+	// cannot be rewritten, as the ClientHello is part of what both sides
+	// sign. OpenSSL and Node send the name as given, so the client was
+	// configured with the fully qualified form: drop the final dot there.
+	ReasonSNITrailingDot Reason = "sni_trailing_dot"
 	// ReasonServerShutdown: the proxy was shutting down. Not the client's
 	// fault; exclude it from alerting.
 	ReasonServerShutdown Reason = "server_shutdown"
@@ -196,6 +209,8 @@ var allReasons = []Reason{
 	ReasonClientClosed,
 	ReasonCertificatePending,
 	ReasonCertificateUnavailable,
+	ReasonSNITrailingDot,
+	ReasonClientCertNotAllowed,
 	ReasonServerShutdown,
 	ReasonOther,
 }
@@ -245,6 +260,13 @@ func (cl classifier) classify(ev *HandshakeEvent) Reason {
 			return ReasonNoClientHello
 		}
 		return ReasonStalledMidHandshake
+	}
+	if ev.Hello == nil && strings.HasSuffix(ev.RawServerName, ".") {
+		return ReasonSNITrailingDot
+	}
+	var notAllowed *ClientNotAllowedError
+	if errors.As(err, &notAllowed) {
+		return ReasonClientCertNotAllowed
 	}
 	alert, isAlert := clientAlert(err)
 	if ev.Hello != nil {

@@ -261,6 +261,26 @@ func TestHandshakeFailuresClassified(t *testing.T) {
 			wantJA4: true,
 		},
 		{
+			// crypto/tls refuses a hello whose SNI ends in a dot before
+			// any callback; the name is read from the raw bytes.
+			name: "openssl SNI with a trailing dot",
+			client: func(p *testProxy) func(*testing.T) {
+				return opensslClient(p.addr, "-servername", "localhost.")
+			},
+			want:    ReasonSNITrailingDot,
+			wantJA4: true,
+			ja4:     "t13d",
+		},
+		{
+			name: "openssl TLS 1.2 SNI with a trailing dot",
+			client: func(p *testProxy) func(*testing.T) {
+				return opensslClient(p.addr, "-tls1_2", "-servername", "localhost.")
+			},
+			want:    ReasonSNITrailingDot,
+			wantJA4: true,
+			ja4:     "t12d",
+		},
+		{
 			name: "go client TLS 1.0 only",
 			client: func(p *testProxy) func(*testing.T) {
 				cfg := p.ca.ClientConfig("localhost")

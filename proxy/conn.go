@@ -20,12 +20,20 @@ type conn struct {
 	// only as a bad record MAC; classify reads the alert from here.
 	tail    [7]byte
 	tailLen int
+	// helloBuf, when set, keeps the first bytes of the handshake (the
+	// ClientHello) for a hello crypto/tls refuses to parse: what it asked
+	// for is then read from the raw bytes. Set for the handshake only.
+	helloBuf *[helloCaptureLen]byte
+	helloLen int
 	// handshook stops the recording: after the handshake the bytes are the
 	// application's, and copying them costs every read.
 	handshook bool
 	hello     *tls.ClientHelloInfo
 	// probe: the hello was tlsfront's own self-probe.
 	probe bool
+	// served is the certificate this handshake served, when the listener
+	// records it (recordServed); nil on resumption.
+	served *tls.Certificate
 	// session is set once the connection is handed to net/http, which
 	// sees only the *tls.Conn over it.
 	session *session
@@ -71,8 +79,24 @@ func (c *conn) Read(b []byte) (int, error) {
 			c.headLen += copy(c.head[c.headLen:], b[:n])
 		}
 		c.keepTail(b[:n])
+		if c.helloBuf != nil && c.helloLen < len(c.helloBuf) {
+			c.helloLen += copy(c.helloBuf[c.helloLen:], b[:n])
+		}
 	}
 	return n, err
+}
+
+// helloCaptureLen bounds the ClientHello bytes kept: real hellos, post-
+// quantum key shares included, fit; a longer one is not read back.
+const helloCaptureLen = 4096
+
+// helloBytes returns the start of what the client sent, up to
+// helloCaptureLen bytes, while the capture is on.
+func (c *conn) helloBytes() []byte {
+	if c.helloBuf == nil {
+		return nil
+	}
+	return c.helloBuf[:c.helloLen]
 }
 
 func (c *conn) keepTail(b []byte) {

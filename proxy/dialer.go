@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	proxyproto "github.com/pires/go-proxyproto"
+
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
 )
@@ -28,13 +30,18 @@ type dialer struct {
 // (for the PROXY header). A refusal by the shield is returned as a
 // *limits.Refusal error, already reported.
 func (d *dialer) dial(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr) (net.Conn, error) {
+	return d.dialWith(ctx, be, client, src, dst, nil)
+}
+
+// dialWith is dial with TLVs for the PROXY protocol v2 header.
+func (d *dialer) dialWith(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr, tlvs []proxyproto.TLV) (net.Conn, error) {
 	done, refusal := d.shield.BackendFor(ctx, be.String(), client)
 	if refusal != nil {
 		d.rep.Refused(report.Refusal{Listener: d.listener, Client: client, Limit: refusal.Limit})
 		return nil, refusal
 	}
 	start := time.Now()
-	c, err := be.dial(ctx, src, dst)
+	c, err := be.dialTLVs(ctx, src, dst, tlvs)
 	done(err)
 	d.rep.BackendDial(report.BackendDial{Listener: d.listener, Backend: be.String(), Took: time.Since(start), Err: err})
 	return c, err

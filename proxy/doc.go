@@ -19,4 +19,9 @@
 //
 // Constructors start nothing; Serve starts the goroutines, and Shutdown
 // drains and then closes what the Server owns.
+//
+// Client identity reaches the broker in two ways: a listener can let in
+// only listed client certificates (ClientAllow, checked after the chain in
+// VerifyConnection), and a tcp listener can describe the TLS session and
+// the verified client CN to its backend in the PROXY protocol v2 SSL TLV.
 package proxy

@@ -17,6 +17,7 @@ const (
 	reasonUnavailable connackReason = 0x88 // backend down or unreachable
 	reasonBusy        connackReason = 0x89 // we are shedding load
 	reasonRateLimited connackReason = 0x9F // this client connects too fast
+	reasonTooLarge    connackReason = 0x95 // CONNECT over the listener's maximum
 )
 
 // mqttConnect is what tlsfront needs from an MQTT CONNECT packet.
@@ -31,12 +32,30 @@ var (
 	errShort      = errors.New("mqtt: packet truncated")
 )
 
-// maxConnectLen bounds how much of a CONNECT we are willing to read. Real
-// CONNECTs are small; a client claiming more is not worth the memory.
-const maxConnectLen = 64 << 10
+// DefaultMQTTMaxConnectSize is the largest CONNECT packet read by default,
+// fixed header included. Real CONNECTs are small (client id, credentials,
+// a will message); a long token as password or a will with a payload of a
+// few kilobytes is still far below it. MQTT allows 256 MB.
+const DefaultMQTTMaxConnectSize = 256 << 10
+
+// MaxMQTTPacketSize is the largest packet MQTT can frame: a remaining
+// length of 268,435,455 and its 5-byte fixed header.
+const MaxMQTTPacketSize = 268_435_455 + 5
+
+// connectTooLargeError is a CONNECT whose length says it is over the
+// maximum. Level is its protocol level when the bytes read tell, else 0.
+type connectTooLargeError struct {
+	Size, Max int
+	Level     byte
+}
+
+func (e *connectTooLargeError) Error() string {
+	return fmt.Sprintf("mqtt: CONNECT of %d bytes is larger than the maximum of %d", e.Size, e.Max)
+}
 
 // parseConnect parses a whole CONNECT packet from b (fixed header included).
-// It returns errShort when b ends before the packet does.
+// It returns errShort when b ends before the packet does. It sets no
+// limit on the size: readConnect does, before it holds the bytes.
 func parseConnect(b []byte) (mqttConnect, error) {
 	var out mqttConnect
 	if len(b) < 2 {
@@ -48,9 +67,6 @@ func parseConnect(b []byte) (mqttConnect, error) {
 	rem, n, err := decodeVarint(b[1:])
 	if err != nil {
 		return out, err
-	}
-	if rem > maxConnectLen {
-		return out, fmt.Errorf("mqtt: CONNECT of %d bytes is larger than %d", rem, maxConnectLen)
 	}
 	body := b[1+n:]
 	if len(body) < rem {
@@ -76,6 +92,19 @@ func parseConnect(b []byte) (mqttConnect, error) {
 		return out, fmt.Errorf("mqtt: malformed CONNECT: %w", p.err)
 	}
 	return out, nil
+}
+
+// levelOf reads the protocol level from the start of a CONNECT's variable
+// header (protocol name, then level), or 0 when body is too short or not
+// MQTT.
+func levelOf(body []byte) byte {
+	p := reader{b: body}
+	name := p.str()
+	level := p.byte()
+	if p.err != nil || (name != "MQTT" && name != "MQIsdp") {
+		return 0
+	}
+	return level
 }
 
 // decodeVarint reads an MQTT variable byte integer (at most 4 bytes).
@@ -154,27 +183,86 @@ func (r *reader) varint() (int, error) {
 	return v, nil
 }
 
-// readConnect reads one CONNECT packet from r.
-func readConnect(r io.Reader) ([]byte, mqttConnect, error) {
-	buf := make([]byte, 0, 256)
-	tmp := make([]byte, 512)
-	for {
-		info, err := parseConnect(buf)
-		if err != errShort {
+// readConnect reads one CONNECT packet of at most max bytes from r, and
+// returns exactly its bytes. Memory follows what arrives, not what the
+// packet claims: the buffer grows as bytes come, up to the packet's size.
+// A packet over max is not read further: the error is a
+// *connectTooLargeError, with the protocol level when the first bytes of
+// the variable header tell it (a few more are read for that).
+func readConnect(r io.Reader, max int) ([]byte, mqttConnect, error) {
+	var info mqttConnect
+	// The fixed header is at most 5 bytes; a CONNECT is longer, so reading
+	// 5 never reads past it.
+	buf := make([]byte, 0, 64)
+	total := 0 // the packet's size, once the fixed header is in
+	idle := 0  // reads in a row that returned nothing
+	for total == 0 || len(buf) < total {
+		want := 5
+		if total > 0 {
+			want = total
+		}
+		if len(buf) == cap(buf) {
+			// Every byte so far has arrived: at most double, so that
+			// memory stays within twice what the client really sent.
+			grown := make([]byte, len(buf), min(want, 2*cap(buf)))
+			buf = grown[:copy(grown, buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), want)])
+		buf = buf[:len(buf)+n]
+		if idle = idle + 1; n > 0 {
+			idle = 0
+		} else if idle > 100 && err == nil {
+			return buf, info, io.ErrNoProgress
+		}
+		if total == 0 && len(buf) > 0 {
+			if buf[0] != 0x10 {
+				return buf, info, errNotConnect
+			}
+			rem, hl, verr := decodeVarint(buf[1:])
+			switch {
+			case verr == nil:
+				total = 1 + hl + rem
+				if total > max {
+					return buf, info, tooLarge(r, buf[1+hl:], total, max)
+				}
+			case verr != errShort:
+				return buf, info, verr
+			}
+		}
+		if err != nil && (total == 0 || len(buf) < total) {
+			if err == io.EOF {
+				err = errShort
+			}
 			return buf, info, err
 		}
-		n, rerr := r.Read(tmp)
-		buf = append(buf, tmp[:n]...)
-		if rerr != nil && n == 0 {
-			if rerr == io.EOF {
-				return buf, info, errShort
-			}
-			return buf, info, rerr
-		}
 	}
+	info, err := parseConnect(buf)
+	return buf, info, err
 }
 
-// connack builds the CONNACK refusing a client of the given level.
+// tooLarge reads just enough of a CONNECT over max to learn its protocol
+// level, so that the refusal can be a CONNACK the client understands.
+// body holds the part of the variable header read already.
+func tooLarge(r io.Reader, body []byte, size, max int) error {
+	// Protocol name (2 + at most 6 bytes, "MQIsdp") and level.
+	var vh [9]byte
+	n := copy(vh[:], body)
+	for i := 0; i < len(vh) && n < len(vh) && levelOf(vh[:n]) == 0; i++ {
+		m, err := r.Read(vh[n:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	return &connectTooLargeError{Size: size, Max: max, Level: levelOf(vh[:n])}
+}
+
+// connack builds the CONNACK refusing a client of the given level. MQTT
+// 3.1 and 3.1.1 have no code for most refusals; they get 3 (server
+// unavailable), which makes clients back off and retry, as they should.
+// That includes a CONNECT over the maximum, which EMQX and Mosquitto
+// answer by closing the connection without a CONNACK: a client cannot tell
+// that from a network failure, and tlsfront logs the size.
 func connack(level byte, reason connackReason) []byte {
 	if level == 5 {
 		return []byte{0x20, 0x03, 0x00, byte(reason), 0x00}
@@ -182,13 +270,19 @@ func connack(level byte, reason connackReason) []byte {
 	return []byte{0x20, 0x02, 0x00, 0x03} // 3: server unavailable
 }
 
-// refuseMQTT reads the client's CONNECT and answers with a refusing
-// CONNACK, so that the client backs off as the protocol tells it to. A
-// client that sends no valid CONNECT within timeout is just closed.
-func refuseMQTT(c net.Conn, reason connackReason, timeout time.Duration) {
+// refuseMQTT reads the client's CONNECT (up to max bytes) and answers with
+// a refusing CONNACK, so that the client backs off as the protocol tells it
+// to. A client that sends no valid CONNECT within timeout is just closed.
+// A CONNECT over max is refused for reason all the same: its first bytes
+// tell the protocol level.
+func refuseMQTT(c net.Conn, reason connackReason, timeout time.Duration, max int) {
 	c.SetDeadline(time.Now().Add(timeout))
-	_, info, err := readConnect(io.LimitReader(c, maxConnectLen+5))
-	if err != nil {
+	_, info, err := readConnect(c, max)
+	var big *connectTooLargeError
+	switch {
+	case errors.As(err, &big) && big.Level != 0:
+		info.Level = big.Level
+	case err != nil:
 		return
 	}
 	c.Write(connack(info.Level, reason))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/internal/ja4"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
 )
@@ -65,6 +67,12 @@ type Options struct {
 	// Protocol is what a tcp listener carries, for refusals in the
 	// client's own protocol: "mqtt" or "" (close the connection).
 	Protocol string
+	// MQTTMaxConnectSize is the largest MQTT CONNECT packet (fixed header
+	// included) a tcp listener with protocol mqtt reads, when it reads
+	// CONNECTs (to limit by client id, or to refuse); a larger one is
+	// answered with a CONNACK "packet too large" (MQTT 5; 3.x: "server
+	// unavailable") and closed. Zero means DefaultMQTTMaxConnectSize.
+	MQTTMaxConnectSize int
 	// Limiter decides admission and shields the backends; nil admits
 	// everything.
 	Limiter *limits.Limiter
@@ -75,6 +83,19 @@ type Options struct {
 	// failed handshake for any other name is reported as unknown_sni.
 	// Nil turns that reason off.
 	KnownName func(serverName string) bool
+	// ProxyProtocolTLS adds the SSL TLV of PROXY protocol v2 to the header
+	// a tcp listener writes to its backends (which must all use version
+	// 2): TLS version, cipher, whether the client sent a certificate and
+	// it verified, its CN when it did (see sslTLVs).
+	ProxyProtocolTLS bool
+	// ClientCertsVerified says that TLS verifies every client certificate
+	// it accepts (certs.ClientCAs is configured). Without it the SSL TLV
+	// never says a certificate verified, nor carries its CN.
+	ClientCertsVerified bool
+	// ClientAllow, when it lists anything, lets in only the client
+	// certificates it lists, checked in VerifyConnection once the chain
+	// verified; TLS must ask for client certificates.
+	ClientAllow *ClientAllow
 	// HTTP configures KindHTTP listeners.
 	HTTP HTTPOptions
 	Log  *slog.Logger
@@ -99,6 +120,10 @@ type HandshakeEvent struct {
 	Reason Reason
 	// JA4 fingerprints the ClientHello; empty when none arrived.
 	JA4 string
+	// RawServerName is the server name read from the raw ClientHello
+	// when crypto/tls refused to parse it (Hello is nil), e.g. a name
+	// with a trailing dot; empty otherwise.
+	RawServerName string
 	// Probe is set for tlsfront's own self-probe.
 	Probe bool
 }
@@ -115,6 +140,9 @@ type Server struct {
 	rep      report.Sink
 	fwd      forwarder
 	ids      atomic.Uint64 // connection IDs
+	// helloBufs recycles the buffers that keep each ClientHello during
+	// its handshake (conn.helloBuf).
+	helloBufs sync.Pool
 	// observe, when set, sees every handshake event before it is
 	// reported; a test seam.
 	observe func(*HandshakeEvent)
@@ -145,12 +173,32 @@ func New(o Options) (*Server, error) {
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 10 * time.Second
 	}
+	if o.MQTTMaxConnectSize < 0 || o.MQTTMaxConnectSize > MaxMQTTPacketSize {
+		return nil, fmt.Errorf("listener %s: MQTT CONNECT maximum %d is not between 0 (default) and %d", o.Name, o.MQTTMaxConnectSize, MaxMQTTPacketSize)
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: o, log: o.Log.With("listener", o.Name), rep: report.OrDiscard(o.Reporter), active: map[*conn]net.Conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tls = serverTLSConfig(o.TLS)
+	if !o.ClientAllow.empty() {
+		if s.tls.ClientAuth == tls.NoClientCert {
+			return nil, fmt.Errorf("listener %s: a client allow list needs client certificates, and the TLS configuration asks for none", o.Name)
+		}
+		s.tls.VerifyConnection = verifyAllowed(o.ClientAllow, s.tls.VerifyConnection)
+	}
+	if o.ProxyProtocolTLS {
+		if o.Kind != KindTCP {
+			return nil, fmt.Errorf("listener %s: the PROXY protocol SSL TLV is for tcp listeners", o.Name)
+		}
+		for _, be := range append([]Backend{o.Backend}, slices.Collect(maps.Values(o.Routes))...) {
+			if be.ProxyProtocol != 2 {
+				return nil, fmt.Errorf("listener %s: the PROXY protocol SSL TLV needs PROXY protocol version 2 to %s", o.Name, be)
+			}
+		}
+		recordServed(s.tls)
+	}
 	d := &dialer{listener: o.Name, shield: o.Limiter, rep: s.rep}
 	switch o.Kind {
 	case KindTCP:
@@ -379,6 +427,12 @@ func (s *Server) serveConn(c *conn) {
 	}
 
 	tc := tls.Server(c, s.tls)
+	buf, _ := s.helloBufs.Get().(*[helloCaptureLen]byte)
+	if buf == nil {
+		buf = new([helloCaptureLen]byte)
+	}
+	// What awaitFirstBytes read ahead is the start of the hello.
+	c.helloBuf, c.helloLen = buf, copy(buf[:], c.pending)
 	ev := s.handshake(tc, c)
 	if ev.Err != nil && isIssuance(ev.Err) {
 		// The name's certificate is not here yet: not the client's
@@ -389,6 +443,8 @@ func (s *Server) serveConn(c *conn) {
 	}
 	s.report(ev)
 	c.hello = nil // the hello holds its slices; idle connections should not
+	c.helloBuf, c.helloLen = nil, 0
+	s.helloBufs.Put(buf)
 	c.handshook = true
 	if ev.Err != nil || ev.Probe {
 		return
@@ -458,6 +514,14 @@ func (s *Server) event(c *conn, start time.Time, err error) *HandshakeEvent {
 	}
 	if err != nil {
 		ev.TimedOut = errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
+		if ev.Hello == nil {
+			// crypto/tls did not get as far as a ClientHelloInfo: read
+			// what the client asked for from its bytes, if they are a
+			// hello at all.
+			raw := c.helloBytes()
+			ev.RawServerName, _ = ja4.ServerName(raw)
+			ev.JA4, _ = ja4.FromClientHello(raw)
+		}
 		ev.Reason = classifier{knownName: s.opts.KnownName, minVersion: s.tls.MinVersion}.classify(ev)
 	}
 	if ev.Hello != nil {
@@ -481,6 +545,9 @@ func (s *Server) report(ev *HandshakeEvent) {
 		if h.SNI == "" {
 			h.SNI = ev.Hello.ServerName
 		}
+	}
+	if h.SNI == "" {
+		h.SNI = ev.RawServerName
 	}
 	s.rep.Handshake(&h)
 }

@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"strings"
 	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
@@ -29,6 +32,11 @@ type tcpForwarder struct {
 	// clientIDLimit: MQTT CONNECTs are read before the backend is dialled,
 	// to limit by client id.
 	clientIDLimit bool
+	// maxConnect is the largest MQTT CONNECT read, fixed header included.
+	maxConnect int
+	// proxyTLS adds the SSL TLV to the PROXY header; verified says TLS
+	// verified the client certificates it accepted.
+	proxyTLS, verified bool
 }
 
 func newTCPForwarder(s *Server, d *dialer) *tcpForwarder {
@@ -38,6 +46,9 @@ func newTCPForwarder(s *Server, d *dialer) *tcpForwarder {
 		backend: o.Backend, routes: o.Routes, protocol: o.Protocol,
 		timeout: o.HandshakeTimeout, idle: o.IdleTimeout,
 		clientIDLimit: o.Protocol == "mqtt" && o.Limiter.Config().ClientIDRate > 0,
+		maxConnect:    cmp.Or(o.MQTTMaxConnectSize, DefaultMQTTMaxConnectSize),
+		proxyTLS:      o.ProxyProtocolTLS,
+		verified:      o.ClientCertsVerified,
 	}
 }
 
@@ -67,8 +78,17 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	level := byte(0) // unknown until CONNECT is read
 	if f.clientIDLimit {
 		tc.SetReadDeadline(time.Now().Add(f.timeout))
-		h, info, err := readConnect(io.LimitReader(tc, maxConnectLen+5))
+		h, info, err := readConnect(tc, f.maxConnect)
 		tc.SetReadDeadline(time.Time{})
+		var big *connectTooLargeError
+		if errors.As(err, &big) {
+			sess.log.Warn("mqtt connect too large", "size", big.Size, "max", big.Max, "level", big.Level)
+			if big.Level != 0 {
+				f.answerMQTT(tc, big.Level, reasonTooLarge)
+				f.linger(tc, big.Size)
+			}
+			return false
+		}
 		if err != nil {
 			sess.log.Debug("no MQTT CONNECT", "err", err)
 			return false
@@ -81,7 +101,15 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		head, level = h, info.Level
 	}
 
-	bc, err := f.dialer.dial(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr())
+	var tlvs []proxyproto.TLV
+	if f.proxyTLS {
+		var err error
+		if tlvs, err = sslTLVs(tc.ConnectionState(), sess.c.served, f.verified); err != nil {
+			sess.log.Warn("PROXY SSL TLV not built", "err", err)
+			return false
+		}
+	}
+	bc, err := f.dialer.dialWith(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
 	if err != nil {
 		reason := reasonUnavailable
 		var refusal *limits.Refusal
@@ -129,10 +157,22 @@ func (f *tcpForwarder) refuseInProtocol(tc *tls.Conn, head []byte, level byte, r
 		f.answerMQTT(tc, level, reason)
 		return
 	}
-	refuseMQTT(tc, reason, f.timeout)
+	refuseMQTT(tc, reason, f.timeout, f.maxConnect)
 }
 
 func (f *tcpForwarder) answerMQTT(tc *tls.Conn, level byte, reason connackReason) {
 	tc.SetWriteDeadline(time.Now().Add(f.timeout))
 	tc.Write(connack(level, reason))
+}
+
+// linger lets a client that is still sending read the CONNACK just
+// written: closing a socket with unread bytes resets it, and a reset can
+// reach the client before the CONNACK is read. Our side is half-closed,
+// and what the client sends is discarded for a bounded time and size.
+func (f *tcpForwarder) linger(tc *tls.Conn, size int) {
+	if err := tc.CloseWrite(); err != nil {
+		return
+	}
+	tc.SetReadDeadline(time.Now().Add(min(f.timeout, 2*time.Second)))
+	io.CopyN(io.Discard, tc, int64(min(size, 4<<20)))
 }

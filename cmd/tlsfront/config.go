@@ -81,8 +81,16 @@ type listenerConfig struct {
 	// Protocol is what a tcp listener carries: mqtt (default) lets
 	// refusals be answered with a CONNACK; raw just closes.
 	Protocol string `yaml:"protocol"`
+	// MQTTMaxConnectSize is the largest MQTT CONNECT (bytes) read when
+	// CONNECTs are read (client-id limit, refusals); 0: 256 KiB.
+	MQTTMaxConnectSize int `yaml:"mqtt_max_connect_size"`
 	// ProxyProtocol writes a PROXY header (1 or 2) to the backend.
 	ProxyProtocol int `yaml:"proxy_protocol"`
+	// ProxyProtocolTLS adds the SSL TLV (client certificate verified, its
+	// CN, TLS version and cipher) to a version 2 PROXY header.
+	ProxyProtocolTLS bool `yaml:"proxy_protocol_tls"`
+	// ClientAllow lets in only the listed client certificates.
+	ClientAllow clientAllowConfig `yaml:"client_allow"`
 	// AcceptProxyProtocol expects a PROXY header from a trusted load
 	// balancer in front.
 	AcceptProxyProtocol bool          `yaml:"accept_proxy_protocol"`
@@ -93,6 +101,18 @@ type listenerConfig struct {
 	// HTTPSPort is where a redirect listener sends clients.
 	HTTPSPort int `yaml:"https_port"`
 }
+
+// clientAllowConfig lists the client certificates a listener lets in,
+// by subject CN, OU, DNS SAN or URI SAN (e.g. SPIFFE IDs); any one
+// listed is enough. Empty lets in every certificate that verifies.
+type clientAllowConfig struct {
+	CN  []string `yaml:"cn"`
+	OU  []string `yaml:"ou"`
+	DNS []string `yaml:"dns"`
+	URI []string `yaml:"uri"`
+}
+
+func (c clientAllowConfig) empty() bool { return len(c.CN)+len(c.OU)+len(c.DNS)+len(c.URI) == 0 }
 
 type routeConfig struct {
 	SNI     []string `yaml:"sni"`

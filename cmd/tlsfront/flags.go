@@ -25,8 +25,26 @@ func envName(flagName string) string {
 type sidecarFlags struct {
 	listen, backend, kind string
 	wsListen, wsBackend   string
-	cert, key             string
+	cert, key             repeatedFlag
 	proxyProtocol         int
+}
+
+// repeatedFlag collects every value of a repeatable flag, in order. Values
+// from the environment are replaced by the first one on the command line,
+// as flags win over the environment.
+type repeatedFlag struct {
+	values  []string
+	fromEnv bool
+}
+
+func (r *repeatedFlag) String() string { return strings.Join(r.values, " ") }
+
+func (r *repeatedFlag) Set(v string) error {
+	if r.fromEnv {
+		r.values, r.fromEnv = nil, false
+	}
+	r.values = append(r.values, v)
+	return nil
 }
 
 func (s *sidecarFlags) registerListeners(fs *flag.FlagSet) {
@@ -39,20 +57,38 @@ func (s *sidecarFlags) registerListeners(fs *flag.FlagSet) {
 }
 
 func (s *sidecarFlags) registerCertificates(fs *flag.FlagSet) {
-	fs.StringVar(&s.cert, "cert", "", "PEM certificate `file`, leaf first (adds a certificate)")
-	fs.StringVar(&s.key, "key", "", "PEM private key `file` for --cert")
+	fs.Var(&s.cert, "cert", "PEM certificate `file`, leaf first (adds a certificate; repeatable, e.g. an ECDSA and an RSA one)")
+	fs.Var(&s.key, "key", "PEM private key `file` for the --cert in the same position (one per --cert, or none when each cert file holds its key)")
 }
 
-func (s *sidecarFlags) apply(cfg *config) {
+// envDone marks the values set so far as the environment's.
+func (s *sidecarFlags) envDone() {
+	s.cert.fromEnv = len(s.cert.values) > 0
+	s.key.fromEnv = len(s.key.values) > 0
+}
+
+func (s *sidecarFlags) apply(cfg *config) error {
 	if s.listen != "" || s.backend != "" {
 		cfg.Listeners = append(cfg.Listeners, listenerConfig{Name: "main", Kind: s.kind, Listen: s.listen, Backend: s.backend, ProxyProtocol: s.proxyProtocol})
 	}
 	if s.wsListen != "" || s.wsBackend != "" {
 		cfg.Listeners = append(cfg.Listeners, listenerConfig{Name: "ws", Kind: "http", Listen: s.wsListen, Backend: s.wsBackend, ProxyProtocol: s.proxyProtocol})
 	}
-	if s.cert != "" || s.key != "" {
-		cfg.Certificates = append(cfg.Certificates, certConfig{Name: "main", Cert: s.cert, Key: s.key})
+	certs, keys := s.cert.values, s.key.values
+	if len(keys) > 0 && len(keys) != len(certs) {
+		return fmt.Errorf("--key given %d times for %d --cert: give one --key per --cert, in the same order, or none when each certificate file also holds its key", len(keys), len(certs))
 	}
+	for i, c := range certs {
+		cc := certConfig{Name: "main", Cert: c}
+		if i > 0 {
+			cc.Name = fmt.Sprintf("main-%d", i+1)
+		}
+		if len(keys) > 0 {
+			cc.Key = keys[i]
+		}
+		cfg.Certificates = append(cfg.Certificates, cc)
+	}
+	return nil
 }
 
 // parseConfig builds the configuration from a file (--config), then
@@ -110,6 +146,7 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 	if envErr != nil {
 		return nil, &usageError{envErr}
 	}
+	sc.envDone()
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return nil, errHelp
@@ -119,7 +156,9 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 	if fs.NArg() > 0 {
 		return nil, &usageError{fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}
 	}
-	sc.apply(cfg)
+	if err := sc.apply(cfg); err != nil {
+		return nil, &usageError{err}
+	}
 	if err := cfg.validate(); err != nil {
 		where := "configuration"
 		if path != "" {

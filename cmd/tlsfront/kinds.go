@@ -59,7 +59,7 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 	if protocol == "raw" {
 		protocol = ""
 	}
-	return proxy.New(proxy.Options{
+	opts := proxy.Options{
 		Name:              lc.Name,
 		Kind:              proxy.Kind(lc.Kind),
 		TLS:               a.certs.TLSConfig(),
@@ -74,7 +74,14 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		KnownName:         a.certs.Covers,
 		HTTP:              proxy.HTTPOptions{PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize},
 		Log:               a.log,
-	})
+	}
+	opts.MQTTMaxConnectSize = lc.MQTTMaxConnectSize
+	opts.ProxyProtocolTLS = lc.ProxyProtocolTLS
+	opts.ClientCertsVerified = a.cfg.ClientAuth.enabled()
+	if ca := lc.ClientAllow; !ca.empty() {
+		opts.ClientAllow = &proxy.ClientAllow{CN: ca.CN, OU: ca.OU, DNS: ca.DNS, URI: ca.URI}
+	}
+	return proxy.New(opts)
 }
 
 func (a *app) buildRedirect(lc listenerConfig) (proxy.Listener, error) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -71,6 +72,27 @@ func (c *config) validate() error {
 			bad(f+".protocol", "%q is not %s", l.Protocol, strings.Join(kind.protocols, " or "))
 		case len(kind.protocols) == 0 && l.Protocol != "":
 			bad(f+".protocol", "a %s listener takes no protocol", l.Kind)
+		}
+		if l.MQTTMaxConnectSize != 0 && l.Protocol != "mqtt" {
+			bad(f+".mqtt_max_connect_size", "only a tcp listener with protocol mqtt reads CONNECTs")
+		} else if l.MQTTMaxConnectSize != 0 && (l.MQTTMaxConnectSize < 128 || l.MQTTMaxConnectSize > proxy.MaxMQTTPacketSize) {
+			bad(f+".mqtt_max_connect_size", "%d is not between 128 and %d bytes (0: %d)", l.MQTTMaxConnectSize, proxy.MaxMQTTPacketSize, proxy.DefaultMQTTMaxConnectSize)
+		}
+		if l.ProxyProtocolTLS && (l.Kind != "tcp" || l.ProxyProtocol != 2) {
+			bad(f+".proxy_protocol_tls", "needs a tcp listener with proxy_protocol: 2 (the SSL TLV exists only in version 2)")
+		}
+		if !l.ClientAllow.empty() {
+			if !kind.tls {
+				bad(f+".client_allow", "a %s listener takes no client certificates", l.Kind)
+			}
+			if !c.ClientAuth.enabled() {
+				bad(f+".client_allow", "needs client_auth.ca_file (--client-ca): only certificates that verify are checked against the list")
+			}
+			for j, u := range l.ClientAllow.URI {
+				if pu, err := url.Parse(u); err != nil || pu.Scheme == "" {
+					bad(fmt.Sprintf("%s.client_allow.uri[%d]", f, j), "%q is not a URI such as spiffe://example.org/ns/prod/sa/meter", u)
+				}
+			}
 		}
 		if !kind.backend {
 			if l.Backend != "" {

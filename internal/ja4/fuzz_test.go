@@ -35,6 +35,9 @@ func FuzzFromClientHello(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, err := FromClientHello(raw)
 		rawForm, rawErr := RawFromClientHello(raw)
+		if _, nameErr := ServerName(raw); (nameErr == nil) != (err == nil) {
+			t.Fatalf("ServerName err %v, FromClientHello err %v", nameErr, err)
+		}
 		if (err == nil) != (rawErr == nil) {
 			t.Fatalf("FromClientHello err %v, RawFromClientHello err %v", err, rawErr)
 		}
@@ -66,6 +69,9 @@ func FuzzFromInfoMatchesWire(f *testing.F) {
 		want, err := FromClientHello(raw)
 		if err != nil {
 			t.Fatalf("crypto/tls accepted a hello FromClientHello rejects: %v", err)
+		}
+		if name, err := ServerName(raw); err != nil || name != info.ServerName {
+			t.Fatalf("ServerName = %q (%v), crypto/tls read %q", name, err, info.ServerName)
 		}
 		if !legacyVersionKnown(raw, info) {
 			return // documented difference, see FromInfo

@@ -35,6 +35,7 @@ func isGREASE(v uint16) bool {
 type hello struct {
 	version    uint16 // highest offered version, 0 when unknown
 	sni        bool   // an SNI extension is present
+	serverName []byte // the first host_name in it, a view into the raw bytes
 	alpn0      byte   // first character of the ALPN part, '0' when none
 	alpn1      byte   // last character of the ALPN part
 	ciphers    []uint16

@@ -51,6 +51,19 @@ func RawFromClientHello(raw []byte) (string, error) {
 	return h.raw(), nil
 }
 
+// ServerName returns the host name a raw ClientHello (as FromClientHello
+// takes it) asks for in its server_name extension, "" when it asks for
+// none. It is for hellos crypto/tls refuses, which never reach
+// ClientHelloInfo: one whose name ends in a dot, for instance. The name is
+// returned as sent, unchecked.
+func ServerName(raw []byte) (string, error) {
+	h, err := parseClientHello(raw)
+	if err != nil {
+		return "", err
+	}
+	return string(h.serverName), nil
+}
+
 func parseClientHello(raw []byte) (hello, error) {
 	msg, err := handshakeMessage(raw)
 	if err != nil {
@@ -189,6 +202,22 @@ func parseHelloBody(msg []byte) (hello, error) {
 		switch typ {
 		case extServerName:
 			h.sni = true
+			// server_name_list of (name_type, opaque name<1..2^16-1>);
+			// the first host_name (type 0) is the name, as in crypto/tls.
+			var list bytesReader
+			if data.vec16(&list) {
+				for len(list) > 0 && h.serverName == nil {
+					var name bytesReader
+					typ := list[0]
+					list = list[1:]
+					if !list.vec16(&name) {
+						break
+					}
+					if typ == 0 {
+						h.serverName = name
+					}
+				}
+			}
 		case extALPN:
 			var list, first bytesReader
 			if data.vec16(&list) && list.vec8(&first) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -38,6 +39,10 @@ type Options struct {
 	AIA string
 	// Key reuses a key (e.g. to cross-sign a CA) instead of generating one.
 	Key crypto.Signer
+	// OrganizationalUnit goes into the subject, for client certificates.
+	OrganizationalUnit []string
+	// URIs are URI SANs, e.g. SPIFFE IDs.
+	URIs []*url.URL
 }
 
 func newKey(rsaKey bool) (crypto.Signer, error) {
@@ -76,11 +81,12 @@ func issue(parent *Cert, o Options) (*Cert, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"tlsfront test"}},
+		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"tlsfront test"}, OrganizationalUnit: o.OrganizationalUnit},
 		NotBefore:             nb,
 		NotAfter:              na,
 		DNSNames:              o.DNSNames,
 		IPAddresses:           o.IPs,
+		URIs:                  o.URIs,
 		BasicConstraintsValid: true,
 		IsCA:                  o.IsCA,
 	}
