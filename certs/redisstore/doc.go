@@ -1,0 +1,22 @@
+// Package redisstore keeps certmagic's state (ACME account, certificates,
+// keys, challenge tokens, locks) in Redis or Valkey, so that a fleet of
+// tlsfront instances shares one copy of it: a certificate is ordered
+// once, by whichever instance takes the lock first, and every other
+// instance loads it from Redis.
+//
+// Open takes a redis://, rediss://, unix:// or redis+sentinel:// URL;
+// New takes a go-redis client built by the caller. The Storage
+// implements certmagic.Storage with certmagic's FileStorage semantics
+// (fs.ErrNotExist for missing keys, folder-like List and Delete) and
+// certmagic.Locker with expiring, refreshed locks released by
+// compare-and-delete, so a crashed instance's lock frees itself after
+// LockExpiry and an instance never frees a lock it no longer holds.
+//
+// Redis being unreachable is not fatal to an instance: certificates
+// already in memory keep being served. Calls fail within the client's
+// timeouts (2s by default) rather than hang, and Ping lets the caller
+// report the outage.
+//
+// Redis holds private keys: restrict who can reach it (ACL user,
+// password, rediss:// across hosts).
+package redisstore
