@@ -102,8 +102,9 @@ type heldLock struct {
 }
 
 var (
-	_ certmagic.Storage = (*Storage)(nil)
-	_ certmagic.Locker  = (*Storage)(nil)
+	_ certmagic.Storage   = (*Storage)(nil)
+	_ certmagic.Locker    = (*Storage)(nil)
+	_ certmagic.TryLocker = (*Storage)(nil)
 )
 
 // Open connects to the Redis that rawURL names and returns a Storage that
@@ -516,27 +517,12 @@ return 0`)
 // crashed holder's lock frees itself. An error from Redis ends the
 // wait at once: certmagic then retries the whole operation later.
 func (s *Storage) Lock(ctx context.Context, name string) error {
-	token, err := newToken()
-	if err != nil {
-		return fmt.Errorf("redisstore: lock %s: %w", name, err)
-	}
-	key := s.lockKey(name)
 	// Bounded by ctx; the count only guards against a ctx that never
 	// ends on a lock that is never freed (a year at one try a second).
 	for range 1 << 25 {
-		s.mu.Lock()
-		closed := s.closed
-		s.mu.Unlock()
-		if closed {
-			return fmt.Errorf("redisstore: lock %s: storage closed", name)
-		}
-		ok, err := s.client.SetNX(ctx, key, token, s.expiry).Result()
-		if err != nil {
-			return redisErr("lock "+name, err)
-		}
-		if ok {
-			s.startRefresh(name, token)
-			return nil
+		ok, err := s.TryLock(ctx, name)
+		if err != nil || ok {
+			return err
 		}
 		wait := time.NewTimer(s.poll + rand.N(s.poll/10+1))
 		select {
@@ -547,6 +533,31 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		}
 	}
 	return fmt.Errorf("redisstore: lock %s: gave up waiting", name)
+}
+
+// TryLock takes the named lock if it is free and reports whether it did,
+// without waiting (certmagic.TryLocker: certmagic then skips work another
+// instance is doing, such as fetching renewal info). A lock taken is
+// held, refreshed and released as one from Lock.
+func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return false, fmt.Errorf("redisstore: lock %s: storage closed", name)
+	}
+	token, err := newToken()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: lock %s: %w", name, err)
+	}
+	ok, err := s.client.SetNX(ctx, s.lockKey(name), token, s.expiry).Result()
+	if err != nil {
+		return false, redisErr("lock "+name, err)
+	}
+	if ok {
+		s.startRefresh(name, token)
+	}
+	return ok, nil
 }
 
 func newToken() (string, error) {

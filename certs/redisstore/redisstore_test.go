@@ -248,9 +248,12 @@ func TestLockExcludes(t *testing.T) {
 	if err := b.Lock(short, "issue_cert_x"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("second instance: %v, want it to wait until its deadline", err)
 	}
+	if ok, err := b.TryLock(ctx, "issue_cert_x"); ok || err != nil {
+		t.Fatalf("TryLock of a held lock: %v, %v", ok, err)
+	}
 	// Another name is free.
-	if err := b.Lock(ctx, "issue_cert_y"); err != nil {
-		t.Fatal(err)
+	if ok, err := b.TryLock(ctx, "issue_cert_y"); !ok || err != nil {
+		t.Fatalf("TryLock of a free lock: %v, %v", ok, err)
 	}
 	got := make(chan error, 1)
 	go func() { got <- b.Lock(ctx, "issue_cert_x") }()
