@@ -100,7 +100,7 @@ func (in *instance) count(ev string) int {
 // account and one order; the HTTP-01 validation is answered by an
 // instance that did not place the order (as behind a load balancer),
 // with the token in Redis for it; and every instance serves the
-// certificate.
+// certificate, and still does once Redis is stopped.
 func TestFleetObtainsOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	const n = 3
@@ -187,6 +187,15 @@ func TestFleetObtainsOnce(t *testing.T) {
 	}
 	if len(serials) != 1 {
 		t.Errorf("instances serve %d different certificates", len(serials))
+	}
+
+	// Redis going away takes nothing from memory: every instance keeps
+	// serving, and certmagic, finding storage unusable, orders nothing.
+	srv.Stop()
+	for i, in := range insts {
+		if _, err := handshake(in.tlsLn.Addr(), name, roots); err != nil {
+			t.Errorf("instance %d with redis down: %v", i, err)
+		}
 	}
 
 	out := p.Output()

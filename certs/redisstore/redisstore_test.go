@@ -496,3 +496,25 @@ func TestOpenURLs(t *testing.T) {
 		})
 	}
 }
+
+// TestSentinel finds the master through a real sentinel.
+func TestSentinel(t *testing.T) {
+	sen := redistest.StartSentinel(t)
+	s, err := redisstore.Open("redis+sentinel://"+sen.Addr+"/"+sen.Master, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := ctxT(t, 10*time.Second)
+	if err := s.Store(ctx, "k", []byte("through sentinel")); err != nil {
+		t.Fatal(err)
+	}
+	direct, err := redisstore.Open("redis://"+sen.MasterAddr, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	if v, err := direct.Load(ctx, "k"); err != nil || string(v) != "through sentinel" {
+		t.Fatalf("on the master: %q, %v", v, err)
+	}
+}

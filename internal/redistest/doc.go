@@ -2,6 +2,8 @@
 // under t.TempDir with no TCP port, no persistence and no other clients.
 // Stop and Restart let a test take Redis away and bring it back on the
 // same socket; the process is killed and waited for when the test ends.
+// StartSentinel runs a server and a Redis Sentinel watching it, on
+// loopback TCP ports, for clients that find the master through it.
 //
 // A missing redis-server skips the test, except in CI (environment
 // variable CI set), where it fails it. Install it with

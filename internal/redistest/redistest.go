@@ -1,10 +1,13 @@
 package redistest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,4 +146,106 @@ func binary(t testing.TB) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// Sentinel is a redis-server on a loopback TCP port watched by one
+// Redis Sentinel, also on loopback, under the master name Master.
+type Sentinel struct {
+	// Master is the name the sentinel knows the server by.
+	Master string
+	// Addr is the sentinel's host:port; MasterAddr the server's.
+	Addr, MasterAddr string
+}
+
+// StartSentinel runs a redis-server and a sentinel watching it, each on
+// a free loopback port, and returns once the sentinel reports the
+// server as master (within 10s, or the test fails). Both are killed at
+// cleanup. TCP, not unix sockets: a sentinel hands clients the master's
+// IP and port.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	bin := binary(t)
+	dir := t.TempDir()
+	masterPort, sentinelPort := freePort(t), freePort(t)
+	out := &testnet.Buffer{}
+	start := func(args ...string) {
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", bin, err)
+		}
+		waited := make(chan struct{})
+		go func() { defer close(waited); cmd.Wait() }()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-waited
+		})
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("redis-server and sentinel output:\n%s", out.String())
+		}
+	})
+	start("--port", strconv.Itoa(masterPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	// A sentinel rewrites its config file, so it gets one of its own.
+	conf := filepath.Join(dir, "sentinel.conf")
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(
+		"port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor tlsfront 127.0.0.1 %d 1\n",
+		sentinelPort, dir, masterPort)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(conf, "--sentinel")
+	s := &Sentinel{
+		Master:     "tlsfront",
+		Addr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(sentinelPort)),
+		MasterAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(masterPort)),
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !masterKnown(s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel at %s does not report master %s:\n%s", s.Addr, s.MasterAddr, out.String())
+		}
+		<-tick.C
+	}
+	return s
+}
+
+// masterKnown asks the sentinel for the master's address and checks the
+// master answers PING.
+func masterKnown(s *Sentinel) bool {
+	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("SENTINEL get-master-addr-by-name " + s.Master + "\r\n")); err != nil {
+		return false
+	}
+	buf := make([]byte, 256)
+	n, _ := c.Read(buf)
+	_, port, _ := net.SplitHostPort(s.MasterAddr)
+	if !strings.Contains(string(buf[:n]), "\r\n"+port+"\r\n") {
+		return false
+	}
+	mc, err := net.DialTimeout("tcp", s.MasterAddr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer mc.Close()
+	mc.SetDeadline(time.Now().Add(time.Second))
+	mc.Write([]byte("PING\r\n"))
+	n, _ = mc.Read(buf)
+	return string(buf[:n]) == "+PONG\r\n"
+}
+
+// freePort reserves a loopback port and frees it for a server to bind.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln := testnet.Listen(t)
+	ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
