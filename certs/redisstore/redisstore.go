@@ -2,21 +2,20 @@ package redisstore
 
 import (
 	"context"
-
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	cryptorand "crypto/rand"
+	"unicode"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/redis/go-redis/v9"
@@ -33,6 +32,7 @@ const (
 	defaultTimeout = 2 * time.Second // dial, read and write, unless the URL says otherwise
 	defaultRetries = 1               // go-redis's 3, with backoff, take seconds to fail
 	listBatch      = 1000            // index entries per ZRANGEBYLEX reply
+	minLockExpiry  = 30 * time.Millisecond
 )
 
 // ErrUnavailable is matched (errors.Is) by every error that comes from a
@@ -53,11 +53,13 @@ var ErrLockLost = errors.New("redisstore: lock expired before unlock")
 type Options struct {
 	// Prefix starts every Redis key the Storage uses; empty means
 	// DefaultPrefix. Instances that share certificates share a prefix;
-	// unrelated fleets on one Redis use different ones.
+	// unrelated fleets on one Redis use different ones. No braces (it
+	// becomes a cluster hash tag) and no spaces.
 	Prefix string
 	// LockExpiry is how long a lock lives after its last refresh; a lock
 	// held by an instance that died frees itself this long after.
-	// Refreshes happen every third of it. Zero means DefaultLockExpiry.
+	// Refreshes happen every third of it. Zero means DefaultLockExpiry;
+	// less than 30ms is refused.
 	LockExpiry time.Duration
 	// LockPoll is how often Lock retries a lock held elsewhere; zero means
 	// DefaultLockPoll. A random tenth is added so waiters spread out.
@@ -128,7 +130,11 @@ func Open(rawURL string, o Options) (*Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := New(client, o)
+	s, err := New(client, o)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
 	s.owned = true
 	return s, nil
 }
@@ -232,7 +238,17 @@ func orDefault(d time.Duration) time.Duration {
 
 // New returns a Storage on client, which the caller keeps owning: Close
 // does not close it. Use it for client options Open has no URL form for.
-func New(client redis.UniversalClient, o Options) *Storage {
+// It checks o and sends nothing.
+func New(client redis.UniversalClient, o Options) (*Storage, error) {
+	if strings.ContainsAny(o.Prefix, "{}") || strings.IndexFunc(o.Prefix, unicode.IsSpace) >= 0 {
+		return nil, fmt.Errorf("redisstore: prefix %q: no braces or spaces", o.Prefix)
+	}
+	if o.LockExpiry != 0 && o.LockExpiry < minLockExpiry {
+		return nil, fmt.Errorf("redisstore: lock expiry %v: at least %v", o.LockExpiry, minLockExpiry)
+	}
+	if o.LockPoll < 0 {
+		return nil, errors.New("redisstore: lock poll must not be negative")
+	}
 	s := &Storage{
 		client:  client,
 		prefix:  o.Prefix,
@@ -254,7 +270,7 @@ func New(client redis.UniversalClient, o Options) *Storage {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	return s
+	return s, nil
 }
 
 // String names the storage for logs, without credentials.
@@ -524,7 +540,7 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		if err != nil || ok {
 			return err
 		}
-		wait := time.NewTimer(s.poll + rand.N(s.poll/10+1))
+		wait := time.NewTimer(s.poll + mrand.N(s.poll/10+1))
 		select {
 		case <-ctx.Done():
 			wait.Stop()
@@ -562,7 +578,7 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 
 func newToken() (string, error) {
 	b := make([]byte, 16)
-	if _, err := cryptorand.Read(b); err != nil {
+	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil

@@ -518,3 +518,22 @@ func TestSentinel(t *testing.T) {
 		t.Fatalf("on the master: %q, %v", v, err)
 	}
 }
+
+func TestOptionsRejected(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    redisstore.Options
+	}{
+		{"brace in prefix", redisstore.Options{Prefix: "a}b"}},
+		{"space in prefix", redisstore.Options{Prefix: "a b"}},
+		{"tiny expiry", redisstore.Options{LockExpiry: time.Millisecond}},
+		{"negative poll", redisstore.Options{LockPoll: -time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if s, err := redisstore.Open("redis://127.0.0.1:6379", tc.o); err == nil {
+				s.Close()
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
