@@ -103,6 +103,18 @@ func TestStoredOnRedis(t *testing.T) {
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("after a long pause: %d keys, %v; want only a new one", len(keys), err)
 	}
+	refresh(t, ma, mb)
+
+	// With Redis gone, a refresh fails and the keys in force stay.
+	srv.Stop()
+	if _, err := ma.Refresh(ctx); err == nil {
+		t.Fatal("refresh with redis stopped succeeded")
+	}
+	during := tls.NewLRUClientSessionCache(2)
+	f.connect(t, a, during, clk, tls.VersionTLS13)
+	if !f.connect(t, b, during, clk, tls.VersionTLS13) {
+		t.Fatal("no resumption across instances while redis is down")
+	}
 }
 
 // TestStoredFileSurvivesRestart: one instance with its keys in a folder

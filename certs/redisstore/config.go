@@ -1,0 +1,80 @@
+package redisstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the redis section of the configuration: where a fleet keeps
+// its shared certificates, ACME account, locks and ticket keys. An empty
+// URL means no Redis (each instance keeps its own state folder).
+type Config struct {
+	// URL is redis://, rediss:// (TLS), unix:// or redis+sentinel://;
+	// see Open. Put no password in it when PasswordFile is set.
+	URL string `yaml:"url"`
+	// PasswordFile holds the Redis password (trailing newline ignored),
+	// to keep it out of the configuration file.
+	PasswordFile string `yaml:"password_file"`
+	// Prefix starts every key; instances sharing certificates share it.
+	// Default "tlsfront".
+	Prefix string `yaml:"prefix"`
+	// LockExpiry is how long a crashed instance's lock outlives it.
+	// Default 20s.
+	LockExpiry time.Duration `yaml:"lock_expiry"`
+}
+
+// Enabled reports whether a Redis is configured.
+func (c Config) Enabled() bool { return c.URL != "" }
+
+// Validate checks c without connecting; its errors name the YAML keys.
+func (c Config) Validate() error {
+	if !c.Enabled() {
+		if c.PasswordFile != "" || c.Prefix != "" || c.LockExpiry != 0 {
+			return errors.New("url: required when other redis settings are given")
+		}
+		return nil
+	}
+	var errs []error
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("url: %w", err))
+	} else if client, err := newClient(c.URL); err != nil {
+		errs = append(errs, fmt.Errorf("url: %w", err))
+	} else {
+		client.Close()
+		if _, has := u.User.Password(); has && c.PasswordFile != "" {
+			errs = append(errs, errors.New("password_file: the url has a password too; keep one"))
+		}
+	}
+	if strings.ContainsAny(c.Prefix, "{} \t\n") {
+		errs = append(errs, fmt.Errorf("prefix: %q has braces or spaces", c.Prefix))
+	}
+	if c.LockExpiry != 0 && c.LockExpiry < 3*time.Second {
+		errs = append(errs, fmt.Errorf("lock_expiry: %v is under 3s; a slow Redis round trip would lose locks", c.LockExpiry))
+	}
+	return errors.Join(errs...)
+}
+
+// Open opens the Storage c describes, reading the password file. It
+// sends nothing to Redis; call Ping for that.
+func (c Config) Open(log *slog.Logger) (*Storage, error) {
+	raw := c.URL
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password_file: %w", err)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+		u.User = url.UserPassword(u.User.Username(), strings.TrimRight(string(b), "\r\n"))
+		raw = u.String()
+	}
+	return Open(raw, Options{Prefix: c.Prefix, LockExpiry: c.LockExpiry, Log: log})
+}
