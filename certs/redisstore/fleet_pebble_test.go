@@ -108,7 +108,7 @@ func TestFleetObtainsOnce(t *testing.T) {
 	insts := make([]*instance, n)
 	httpLns := make([]net.Listener, n)
 	for i := range insts {
-		rs, err := redisstore.Open(srv.URL, redisstore.Options{Prefix: "fleet", LockExpiry: 3 * time.Second, LockPoll: 50 * time.Millisecond})
+		rs, err := redisstore.Open(srv.URL, redisstore.Options{Prefix: "fleet", LockExpiry: 10 * time.Second, LockPoll: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

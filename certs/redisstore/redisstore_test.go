@@ -235,15 +235,17 @@ func TestPrefixesAreSeparate(t *testing.T) {
 
 func TestLockExcludes(t *testing.T) {
 	srv := redistest.Start(t)
-	o := redisstore.Options{LockExpiry: 300 * time.Millisecond, LockPoll: 20 * time.Millisecond}
+	// Refreshes every 333ms; the margin (two missed refreshes) absorbs
+	// a loaded machine's scheduling delays.
+	o := redisstore.Options{LockExpiry: time.Second, LockPoll: 20 * time.Millisecond}
 	a, b := open(t, srv, o), open(t, srv, o)
 	ctx := ctxT(t, 30*time.Second)
 
 	if err := a.Lock(ctx, "issue_cert_x"); err != nil {
 		t.Fatal(err)
 	}
-	// Held for five expiries: only refreshes keep it.
-	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	// Held for three and a half expiries: only refreshes keep it.
+	short, cancel := context.WithTimeout(ctx, 3500*time.Millisecond)
 	defer cancel()
 	if err := b.Lock(short, "issue_cert_x"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("second instance: %v, want it to wait until its deadline", err)
@@ -277,7 +279,7 @@ func TestLockExcludes(t *testing.T) {
 // under the lock with a read-modify-write that loses updates without it.
 func TestLockMutualExclusion(t *testing.T) {
 	srv := redistest.Start(t)
-	o := redisstore.Options{LockExpiry: 2 * time.Second, LockPoll: 5 * time.Millisecond}
+	o := redisstore.Options{LockExpiry: 5 * time.Second, LockPoll: 5 * time.Millisecond}
 	ctx := ctxT(t, 60*time.Second)
 	var inside atomic.Int32
 	const workers, rounds = 3, 10
