@@ -100,7 +100,8 @@ func (in *instance) count(ev string) int {
 // account and one order; the HTTP-01 validation is answered by an
 // instance that did not place the order (as behind a load balancer),
 // with the token in Redis for it; and every instance serves the
-// certificate, and still does once Redis is stopped.
+// certificate, and still does once Redis is stopped, when a new name
+// is not ordered: certmagic cannot load it and gives it up.
 func TestFleetObtainsOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	const n = 3
@@ -196,6 +197,21 @@ func TestFleetObtainsOnce(t *testing.T) {
 		if _, err := handshake(in.tlsLn.Addr(), name, roots); err != nil {
 			t.Errorf("instance %d with redis down: %v", i, err)
 		}
+	}
+	if err := insts[0].acme.Manage(ctx, []string{"during-outage.tlsfront.test"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	// certmagic cannot tell whether the name is in storage, so it gives
+	// up managing it rather than order it; the caller manages it again
+	// once Ping succeeds.
+	for !strings.Contains(logs.String(), "during-outage.tlsfront.test: caching certificate: redisstore: load") {
+		if time.Now().After(deadline) {
+			t.Fatalf("certmagic never gave up on storage for the new name:\n%s", logs.String())
+		}
+		<-tick.C
 	}
 
 	out := p.Output()
