@@ -570,10 +570,15 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, redisErr("lock "+name, err)
 	}
-	if ok {
-		s.startRefresh(name, token)
+	if !ok {
+		return false, nil
 	}
-	return ok, nil
+	if err := s.startRefresh(name, token); err != nil {
+		// Closed meanwhile: nothing would refresh or release it.
+		unlockScript.Run(context.WithoutCancel(ctx), s.client, []string{s.lockKey(name)}, token)
+		return false, fmt.Errorf("redisstore: lock %s: %w", name, err)
+	}
+	return true, nil
 }
 
 func newToken() (string, error) {
@@ -585,10 +590,21 @@ func newToken() (string, error) {
 }
 
 // startRefresh records the lock as held and starts its refresher, which
-// runs until Unlock or Close stops it.
-func (s *Storage) startRefresh(name, token string) {
+// runs until Unlock or Close stops it. It fails after Close.
+func (s *Storage) startRefresh(name, token string) error {
 	h := &heldLock{token: token, stop: make(chan struct{}), done: make(chan struct{})}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("storage closed")
+	}
+	if old := s.held[name]; old != nil {
+		// Another caller in this process held it and let it expire,
+		// which is how this one got it: its refresher refreshes
+		// nothing any more. Whoever finds a lock in the map removes
+		// it before stopping it, so this is the only close.
+		close(old.stop)
+	}
 	s.held[name] = h
 	s.mu.Unlock()
 	go func() {
@@ -614,6 +630,7 @@ func (s *Storage) startRefresh(name, token string) {
 			}
 		}
 	}()
+	return nil
 }
 
 // Unlock releases the named lock, which this Storage must hold. The lock

@@ -539,3 +539,26 @@ func TestOptionsRejected(t *testing.T) {
 		})
 	}
 }
+
+func TestCloseReleasesLocks(t *testing.T) {
+	srv := redistest.Start(t)
+	o := redisstore.Options{LockExpiry: time.Minute, LockPoll: 10 * time.Millisecond}
+	a, err := redisstore.Open(srv.URL, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, srv, o)
+	ctx := ctxT(t, 10*time.Second)
+	if err := a.Lock(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.TryLock(ctx, "x"); !ok || err != nil {
+		t.Fatalf("lock of a closed storage still held: %v, %v", ok, err)
+	}
+	if err := a.Lock(ctx, "y"); err == nil {
+		t.Fatal("Lock after Close succeeded")
+	}
+}
