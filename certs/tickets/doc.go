@@ -27,11 +27,12 @@
 // refuses tickets older than that. Key rotation bounds how long a ticket
 // is accepted: a ticket made with the key of epoch e decrypts until that
 // key leaves the list, Keep periods later, so between Keep×Period and
-// (Keep+1)×Period. MaxAge makes the bound exact: Apply installs
-// tls.Config.WrapSession and UnwrapSession hooks that write the issue
-// time into the ticket's SessionState.Extra (encrypted and authenticated
-// with the ticket) and refuse, with a full handshake, a ticket older
-// than MaxAge. Neither bounds a chain of resumptions: in TLS 1.3 every
+// (Keep+1)×Period. MaxAge makes the bound exact: the
+// tls.Config.WrapSession and UnwrapSession hooks Apply installs write
+// the issue time into every ticket's SessionState.Extra (encrypted and
+// authenticated with the ticket) and, with MaxAge, refuse a ticket older
+// than that with a full handshake. The hooks also make clones of an
+// applied config follow key refreshes. Neither bounds a chain of resumptions: in TLS 1.3 every
 // resumed connection gets a fresh ticket, so a client that comes back
 // more often than MaxAge never does a full handshake. Limit that where
 // it matters (client certificates that get revoked) by checking the

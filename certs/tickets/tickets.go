@@ -76,38 +76,39 @@ func New(o Options) (*Manager, error) {
 	return m, nil
 }
 
-// Apply makes cfg use the shared keys, now and after every refresh, and
-// installs the MaxAge hooks (WrapSession and UnwrapSession, which must
-// not be set already). Call it before cfg is first used and before it is
-// cloned: a clone made later shares the hooks, which encrypt with cfg's
-// keys, but a config returned by GetConfigForClient that was not cloned
-// from cfg needs its own Apply.
+// Apply makes cfg use the shared keys, now and after every refresh. It
+// installs cfg.WrapSession and cfg.UnwrapSession (which must not be set
+// already): they encrypt and decrypt tickets with cfg's keys, stamp each
+// ticket with its issue time and, with MaxAge, refuse older ones. Since
+// the hooks carry over to clones, a clone of cfg made later (say by a
+// GetConfigForClient) also follows refreshes; a config not cloned from
+// an applied one needs its own Apply.
 func (m *Manager) Apply(cfg *tls.Config) error {
 	if cfg.WrapSession != nil || cfg.UnwrapSession != nil {
 		return errors.New("tickets: config already has session hooks")
 	}
-	if m.maxAge > 0 {
-		cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-			ss.Extra = stamp(ss.Extra, m.now())
-			return cfg.EncryptTicket(cs, ss)
+	// Stamped even without MaxAge, so that turning it on later does not
+	// refuse every ticket already out.
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.Extra = stamp(ss.Extra, m.now())
+		return cfg.EncryptTicket(cs, ss)
+	}
+	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := cfg.DecryptTicket(identity, cs)
+		if err != nil || ss == nil || m.maxAge == 0 {
+			return ss, err
 		}
-		cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-			ss, err := cfg.DecryptTicket(identity, cs)
-			if err != nil || ss == nil {
-				return nil, err
-			}
-			issued, ok := stamped(ss.Extra)
-			if !ok {
-				// Made before MaxAge was set, or by an instance
-				// without it: its age is unknown, so refuse it.
-				return nil, nil
-			}
-			if age := m.now().Sub(issued); age > m.maxAge || age < -time.Minute {
-				// nil, nil: a full handshake, not an error.
-				return nil, nil
-			}
-			return ss, nil
+		issued, ok := stamped(ss.Extra)
+		if !ok {
+			// Made by something other than a Manager: its age is
+			// unknown, so refuse it.
+			return nil, nil
 		}
+		if age := m.now().Sub(issued); age > m.maxAge || age < -time.Minute {
+			// nil, nil: a full handshake, not an error.
+			return nil, nil
+		}
+		return ss, nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -59,6 +59,25 @@ func (f *fleet) instance(t *testing.T, m *tickets.Manager, clk *clock) net.Addr 
 	if err := m.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
+	return f.serve(t, cfg)
+}
+
+// plain starts a TLS server with the fleet's current derived keys set
+// directly, without a Manager's hooks.
+func (f *fleet) plain(t *testing.T, clk *clock) net.Addr {
+	t.Helper()
+	keys, _, err := derived(t, secret, tickets.Schedule{Period: time.Hour, Keep: 2}).Keys(context.Background(), clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{f.cert}, Time: clk.Now}
+	cfg.SetSessionTicketKeys(keys)
+	return f.serve(t, cfg)
+}
+
+// serve serves cfg on a loopback listener until the test ends.
+func (f *fleet) serve(t *testing.T, cfg *tls.Config) net.Addr {
+	t.Helper()
 	ln := testnet.Listen(t)
 	testnet.Serve(t, ln, func(c net.Conn) {
 		tc := tls.Server(c, cfg)
@@ -269,10 +288,14 @@ func TestMaxAge(t *testing.T) {
 			if !f.connect(t, c, ticket, clk, v.v) {
 				t.Fatal("40 minutes old on an instance without max age: not resumed")
 			}
-			// A ticket without our stamp (from an instance without
-			// max age) has no known age and is refused.
+			// A ticket without our stamp (from a server not run by
+			// a Manager, with the same keys) has no known age and is
+			// refused.
 			unstamped := &firstTicket{}
-			f.connect(t, c, unstamped, clk, v.v)
+			f.connect(t, f.plain(t, clk), unstamped, clk, v.v)
+			if !unstamped.has() {
+				t.Fatal("no ticket from the plain server")
+			}
 			if f.connect(t, b, unstamped, clk, v.v) {
 				t.Fatal("unstamped ticket resumed on an instance with max age")
 			}
@@ -330,5 +353,29 @@ func TestOptionsRejected(t *testing.T) {
 	cfg := &tls.Config{WrapSession: func(tls.ConnectionState, *tls.SessionState) ([]byte, error) { return nil, nil }}
 	if err := m.Apply(cfg); err == nil {
 		t.Error("Apply over existing session hooks accepted")
+	}
+}
+
+// TestCloneFollowsRefresh: a config cloned after Apply (as a
+// GetConfigForClient might) uses the keys of later refreshes.
+func TestCloneFollowsRefresh(t *testing.T) {
+	f := newFleet(t)
+	clk := newClock(epochStart())
+	sched := tickets.Schedule{Period: time.Hour, Keep: 1}
+	ma := manager(t, derived(t, secret, sched), clk, 0)
+	mb := manager(t, derived(t, secret, sched), clk, 0)
+	a := f.instance(t, ma, clk)
+	cfg := &tls.Config{Certificates: []tls.Certificate{f.cert}, Time: clk.Now}
+	if err := mb.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	b := f.serve(t, cfg.Clone())
+	// Two rotations: the keys the clone was made with are all gone.
+	clk.Add(2 * time.Hour)
+	refresh(t, ma, mb)
+	cache := tls.NewLRUClientSessionCache(2)
+	f.connect(t, a, cache, clk, tls.VersionTLS13)
+	if !f.connect(t, b, cache, clk, tls.VersionTLS13) {
+		t.Fatal("the clone did not pick up the refreshed keys")
 	}
 }
