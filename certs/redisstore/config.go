@@ -18,7 +18,8 @@ type Config struct {
 	// see Open. Put no password in it when PasswordFile is set.
 	URL string `yaml:"url"`
 	// PasswordFile holds the Redis password (trailing newline ignored),
-	// to keep it out of the configuration file.
+	// to keep it out of the configuration file. For a sentinel URL it is
+	// the master's password (the sentinels' goes in the URL, if any).
 	PasswordFile string `yaml:"password_file"`
 	// Prefix starts every key; instances sharing certificates share it.
 	// Default "tlsfront".
@@ -47,7 +48,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else {
 		client.Close()
-		if _, has := u.User.Password(); has && c.PasswordFile != "" {
+		if c.PasswordFile != "" && urlPassword(u) {
 			errs = append(errs, errors.New("password_file: the url has a password too; keep one"))
 		}
 	}
@@ -73,8 +74,27 @@ func (c Config) Open(log *slog.Logger) (*Storage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("url: %w", err)
 		}
-		u.User = url.UserPassword(u.User.Username(), strings.TrimRight(string(b), "\r\n"))
+		pw := strings.TrimRight(string(b), "\r\n")
+		if isSentinel(u) {
+			q := u.Query()
+			q.Set("password", pw)
+			u.RawQuery = q.Encode()
+		} else {
+			u.User = url.UserPassword(u.User.Username(), pw)
+		}
 		raw = u.String()
 	}
 	return Open(raw, Options{Prefix: c.Prefix, LockExpiry: c.LockExpiry, Log: log})
+}
+
+func isSentinel(u *url.URL) bool { return strings.HasSuffix(u.Scheme, "+sentinel") }
+
+// urlPassword reports whether u carries the password PasswordFile would
+// set: the master's.
+func urlPassword(u *url.URL) bool {
+	if isSentinel(u) {
+		return u.Query().Has("password")
+	}
+	_, has := u.User.Password()
+	return has
 }

@@ -24,6 +24,8 @@ func TestConfigValidate(t *testing.T) {
 		{"settings without url", "prefix: eu", "url"},
 		{"bad scheme", "url: http://127.0.0.1", "url"},
 		{"two passwords", "url: redis://:pw@127.0.0.1:6379\npassword_file: /run/secrets/redis", "password_file"},
+		{"sentinel password and master password file", "url: redis+sentinel://:sentinelpw@127.0.0.1:26379/m\npassword_file: /run/secrets/redis", ""},
+		{"two master passwords", "url: redis+sentinel://127.0.0.1:26379/m?password=x\npassword_file: /run/secrets/redis", "password_file"},
 		{"braced prefix", "url: redis://127.0.0.1\nprefix: '{x}'", "prefix"},
 		{"short expiry", "url: redis://127.0.0.1\nlock_expiry: 100ms", "lock_expiry"},
 	} {

@@ -119,12 +119,12 @@ var (
 //	redis+sentinel://[user:password@]host:port[,host:port...]/master[/db][?option=value...]
 //	rediss+sentinel://...                          (TLS to sentinels and master)
 //
-// Options are go-redis's, in snake case (dial_timeout=3s, max_retries=2,
-// sentinel_password is not accepted: put the sentinel's password in
-// SentinelPassword of a client you build and pass to New). Dial, read and
-// write timeouts default to 2s and retries (of commands and of dials) to
-// 1, so an unreachable Redis
-// fails calls promptly instead of stalling handshakes.
+// In a sentinel URL, as in go-redis's ParseFailoverURL, the user and
+// password before the hosts are the sentinels'; the master's are the
+// username and password options. Options are go-redis's, in snake case
+// (dial_timeout=3s, max_retries=2). Dial, read and write timeouts default
+// to 2s and retries (of commands and of dials) to 1, so an unreachable
+// Redis fails calls promptly instead of stalling handshakes.
 func Open(rawURL string, o Options) (*Storage, error) {
 	client, err := newClient(rawURL)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -560,5 +562,42 @@ func TestCloseReleasesLocks(t *testing.T) {
 	}
 	if err := a.Lock(ctx, "y"); err == nil {
 		t.Fatal("Lock after Close succeeded")
+	}
+}
+
+// TestSentinelMasterPasswordFile: through a sentinel to a master that
+// requires a password, read from a file.
+func TestSentinelMasterPasswordFile(t *testing.T) {
+	sen := redistest.StartSentinel(t)
+	ctx := ctxT(t, 10*time.Second)
+	m := redis.NewClient(&redis.Options{Addr: sen.MasterAddr})
+	defer m.Close()
+	if err := m.ConfigSet(ctx, "requirepass", "master-secret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("master-secret\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		file string
+		ok   bool
+	}{
+		{"with the password file", pw, true},
+		{"without", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := redisstore.Config{URL: "redis+sentinel://" + sen.Addr + "/" + sen.Master, PasswordFile: tc.file}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Open(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Store(ctx, "k", []byte("v")); (err == nil) != tc.ok {
+				t.Fatalf("store: %v, want ok %v", err, tc.ok)
+			}
+		})
 	}
 }
