@@ -1,6 +1,8 @@
 package redisstore
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +29,13 @@ type Config struct {
 	// LockExpiry is how long a crashed instance's lock outlives it.
 	// Default 20s.
 	LockExpiry time.Duration `yaml:"lock_expiry"`
+	// CAFile holds the roots that verify a rediss:// server; default the
+	// system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the client certificate a rediss:// server
+	// may require (Redis asks for one unless tls-auth-clients is no).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Enabled reports whether a Redis is configured.
@@ -44,13 +53,19 @@ func (c Config) Validate() error {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
-	} else if client, err := newClient(c.URL); err != nil {
+	} else if client, err := newClient(c.URL, nil); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else {
+		if (c.CAFile != "" || c.CertFile != "") && !strings.HasPrefix(u.Scheme, "rediss") {
+			errs = append(errs, errors.New("ca_file, cert_file: only for rediss:// urls"))
+		}
 		client.Close()
 		if c.PasswordFile != "" && urlPassword(u) {
 			errs = append(errs, errors.New("password_file: the url has a password too; keep one"))
 		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, errors.New("cert_file, key_file: give both or neither"))
 	}
 	if strings.ContainsAny(c.Prefix, "{} \t\n") {
 		errs = append(errs, fmt.Errorf("prefix: %q has braces or spaces", c.Prefix))
@@ -84,7 +99,38 @@ func (c Config) Open(log *slog.Logger) (*Storage, error) {
 		}
 		raw = u.String()
 	}
-	return Open(raw, Options{Prefix: c.Prefix, LockExpiry: c.LockExpiry, Log: log})
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	return Open(raw, Options{Prefix: c.Prefix, LockExpiry: c.LockExpiry, Log: log, TLS: tlsCfg})
+}
+
+// tlsConfig loads ca_file and the client certificate; nil when neither
+// is set.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.CAFile == "" && c.CertFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: no PEM certificate in %s", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file, key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 func isSentinel(u *url.URL) bool { return strings.HasSuffix(u.Scheme, "+sentinel") }

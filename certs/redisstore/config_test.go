@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tlsfront/tlsfront/certs/redisstore"
+	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
 	"github.com/tlsfront/tlsfront/internal/redistest"
 )
 
@@ -78,4 +81,60 @@ func TestConfigPasswordFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigTLS: rediss:// to a Redis that wants client certificates,
+// with a private CA.
+func TestConfigTLS(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	server := ca.WriteLeaf(ca.Leaf(pki.Options{}))
+	client := ca.WriteLeaf(ca.Leaf(pki.Options{CommonName: "tlsfront"}))
+	root := ca.RootFile()
+	probe := ca.ClientConfig("127.0.0.1")
+	cc, err := tls.LoadX509KeyPair(client.Cert, client.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Certificates = []tls.Certificate{cc}
+	addr := redistest.StartTLS(t, redistest.TLSFiles{Cert: server.Cert, Key: server.Key, CA: root}, probe)
+
+	for _, tc := range []struct {
+		name string
+		c    redisstore.Config
+		ok   bool
+	}{
+		{"private ca and client certificate", redisstore.Config{CAFile: root, CertFile: client.Cert, KeyFile: client.Key}, true},
+		{"no client certificate", redisstore.Config{CAFile: root}, false},
+		{"system roots", redisstore.Config{CertFile: client.Cert, KeyFile: client.Key}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			c.URL = "rediss://" + addr
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Open(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := ctxT(t, 10*time.Second)
+			err = s.Store(ctx, "k", []byte("over tls"))
+			t.Logf("store: %v", err)
+			if (err == nil) != tc.ok {
+				t.Fatalf("store: %v, want ok %v", err, tc.ok)
+			}
+			if tc.ok {
+				if v, err := s.Load(ctx, "k"); err != nil || string(v) != "over tls" {
+					t.Fatalf("%q %v", v, err)
+				}
+			}
+		})
+	}
+	t.Run("tls settings on a plain url", func(t *testing.T) {
+		c := redisstore.Config{URL: "redis://" + addr, CAFile: root}
+		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "ca_file") {
+			t.Fatalf("Validate: %v", err)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -66,6 +67,10 @@ type Options struct {
 	LockPoll time.Duration
 	// Log receives warnings about lock refreshes; nil discards them.
 	Log *slog.Logger
+	// TLS, for rediss:// URLs only, replaces go-redis's default (system
+	// roots, no client certificate): private roots, a client certificate.
+	// An empty ServerName is taken from the URL. Open only.
+	TLS *tls.Config
 }
 
 // Storage is a certmagic.Storage and certmagic.Locker on Redis (or
@@ -126,7 +131,7 @@ var (
 // to 2s and retries (of commands and of dials) to 1, so an unreachable
 // Redis fails calls promptly instead of stalling handshakes.
 func Open(rawURL string, o Options) (*Storage, error) {
-	client, err := newClient(rawURL)
+	client, err := newClient(rawURL, o.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +144,7 @@ func Open(rawURL string, o Options) (*Storage, error) {
 	return s, nil
 }
 
-func newClient(rawURL string) (redis.UniversalClient, error) {
+func newClient(rawURL string, tlsCfg *tls.Config) (redis.UniversalClient, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: parse url: %w", err)
@@ -158,6 +163,9 @@ func newClient(rawURL string) (redis.UniversalClient, error) {
 		}
 		if !u.Query().Has("dialer_retries") {
 			opt.DialerRetries = defaultRetries
+		}
+		if opt.TLSConfig, err = withTLS(opt.TLSConfig, tlsCfg); err != nil {
+			return nil, err
 		}
 		return redis.NewClient(opt), nil
 	case "redis+sentinel", "rediss+sentinel":
@@ -178,9 +186,31 @@ func newClient(rawURL string) (redis.UniversalClient, error) {
 		if !u.Query().Has("dialer_retries") {
 			opt.DialerRetries = defaultRetries
 		}
+		if opt.TLSConfig, err = withTLS(opt.TLSConfig, tlsCfg); err != nil {
+			return nil, err
+		}
 		return redis.NewFailoverClient(opt), nil
 	}
 	return nil, fmt.Errorf("redisstore: url scheme %q: want redis, rediss, unix, redis+sentinel or rediss+sentinel", u.Scheme)
+}
+
+// withTLS applies the caller's TLS settings over go-redis's, which
+// exist only for a rediss URL.
+func withTLS(fromURL, mine *tls.Config) (*tls.Config, error) {
+	if mine == nil {
+		return fromURL, nil
+	}
+	if fromURL == nil {
+		return nil, errors.New("redisstore: TLS settings need a rediss:// url")
+	}
+	c := mine.Clone()
+	if c.ServerName == "" {
+		c.ServerName = fromURL.ServerName
+	}
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	return c, nil
 }
 
 // sentinelToFailoverURL turns our sentinel URL, with the sentinels as a

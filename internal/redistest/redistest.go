@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -248,4 +249,69 @@ func freePort(t testing.TB) int {
 	ln := testnet.Listen(t)
 	ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TLSFiles are the PEM files of a TLS redis-server: its certificate
+// chain and key, and the CA that client certificates must chain to.
+type TLSFiles struct {
+	Cert, Key, CA string
+}
+
+// StartTLS runs a redis-server that accepts only TLS, with client
+// certificates required (Redis's default), on a free loopback port, and
+// returns its host:port once it accepts TLS connections with cfg (a
+// client config that trusts it and has a client certificate; within
+// 10s, or the test fails). It is killed at cleanup.
+func StartTLS(t testing.TB, files TLSFiles, cfg *tls.Config) string {
+	t.Helper()
+	bin := binary(t)
+	port := freePort(t)
+	out := &testnet.Buffer{}
+	cmd := exec.Command(bin,
+		"--port", "0",
+		"--tls-port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--tls-cert-file", files.Cert,
+		"--tls-key-file", files.Key,
+		"--tls-ca-cert-file", files.CA,
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir(),
+	)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	waited := make(chan struct{})
+	go func() { defer close(waited); cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-waited
+		if t.Failed() {
+			t.Logf("redis-server (tls) output:\n%s", out.String())
+		}
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			n, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return addr
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server did not answer TLS on %s: %v\n%s", addr, err, out.String())
+		}
+		select {
+		case <-waited:
+			t.Fatalf("redis-server exited:\n%s", out.String())
+		case <-tick.C:
+		}
+	}
 }
