@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -226,8 +227,12 @@ func TestFleetObtainsOnce(t *testing.T) {
 		ordering += in.count(certs.EventObtaining)
 		tokens += len(in.store.storedUnder("challenge_tokens/"))
 	}
-	if ordering != 1 {
-		t.Errorf("%d instances ordered, want 1", ordering)
+	if ordering < 1 {
+		t.Errorf("no instance reported ordering")
+	}
+	if ordering > 1 {
+		// A failed attempt retried, not a second order (counted above).
+		t.Logf("%d obtaining events; certmagic log:\n%s", ordering, logs.String())
 	}
 	if tokens == 0 {
 		t.Error("no challenge token was put in Redis for other instances")
@@ -240,10 +245,11 @@ func TestFleetObtainsOnce(t *testing.T) {
 }
 
 // waitServed handshakes with addr until it serves a certificate for name
-// that verifies against roots, within 60s.
+// that verifies against roots, within 90s: long enough for certmagic's
+// first retry, a minute after a failed attempt.
 func waitServed(t *testing.T, addr net.Addr, name string, roots *x509.CertPool) *x509.Certificate {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -289,4 +295,94 @@ func serveHTTP(t *testing.T, ln net.Listener, h http.Handler) {
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close(); <-done })
+}
+
+// TestFleetManyNames: three instances manage the same 10 names at the
+// same moment; the CA gets one order per name and every instance
+// serves every name. Pebble validates nothing here (AlwaysValid): the
+// point is the locking under contention.
+//
+// Ten, because certmagic lets one process place 10 orders per 10s per
+// CA and account (RateLimitEvents, a package variable shared by every
+// config in the process): 40 names took 31s, in four batches ten
+// seconds apart. A fleet of separate processes has one such budget
+// each.
+func TestFleetManyNames(t *testing.T) {
+	srv := redistest.Start(t)
+	const n, names = 3, 10
+	p := pebbletest.Start(t, pebbletest.Options{AlwaysValid: true, HTTPPort: 1, TLSPort: 1})
+	logs := &testnet.Buffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("certmagic log:\n%s", logs.String())
+		}
+	})
+	insts := make([]*instance, n)
+	for i := range insts {
+		rs, err := redisstore.Open(srv.URL, redisstore.Options{Prefix: "many", LockPoll: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rs.Close() })
+		in := &instance{store: &recorder{Storage: rs}, tlsLn: testnet.Listen(t), changed: make(chan struct{}, 1)}
+		a, err := certs.NewACME(certs.ACMEOptions{
+			CA: p.DirectoryURL, CARoots: p.Roots, StorageBackend: in.store, OnEvent: in.record,
+			Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", i),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.acme = a
+		serveTLS(t, in.tlsLn, &tls.Config{GetCertificate: a.GetCertificate})
+		httpLn := testnet.Listen(t)
+		serveHTTP(t, httpLn, a.HTTPChallengeHandler(http.NotFoundHandler()))
+		if err := a.Start(certs.ChallengeAddrs{HTTP: httpLn.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Stop)
+		insts[i] = in
+	}
+	list := make([]string, names)
+	for i := range list {
+		list[i] = fmt.Sprintf("device-%02d.tlsfront.test", i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	began := time.Now()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, in := range insts {
+		wg.Go(func() {
+			<-start
+			if err := in.acme.Manage(ctx, list); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	roots := p.IssuedRoots(t)
+	for _, name := range list {
+		for _, in := range insts {
+			waitServed(t, in.tlsLn.Addr(), name, roots)
+		}
+	}
+	t.Logf("%d names on %d instances served after %v; CA accounts: %d", names, n, time.Since(began), strings.Count(p.Output(), "accounts in memory"))
+	if c := strings.Count(p.Output(), "Added order"); c != names {
+		t.Errorf("the CA got %d orders for %d names", c, names)
+	}
+	ordering := 0
+	for _, in := range insts {
+		ordering += in.count(certs.EventObtaining)
+	}
+	// More attempts than names is not a second order: once in about
+	// thirty runs on a loaded machine, an attempt failed before
+	// ordering and certmagic tried again a minute later. The orders
+	// counted above are what the lock must keep to one per name.
+	if ordering < names {
+		t.Errorf("%d obtaining events for %d names", ordering, names)
+	}
+	if ordering > names {
+		t.Logf("%d obtaining events for %d names; certmagic log:\n%s", ordering, names, logs.String())
+	}
 }
