@@ -31,7 +31,8 @@ type Options struct {
 	// rotation.
 	MaxAge time.Duration
 	// RetryAfter is how long Run waits after a failed refresh before the
-	// next try; zero means 10 seconds. The keys in force stay meanwhile.
+	// next try; zero means 10 seconds, and Run waits at least a second
+	// between tries. The keys in force stay meanwhile.
 	RetryAfter time.Duration
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
@@ -141,32 +142,31 @@ func (m *Manager) Refresh(ctx context.Context) (next time.Time, err error) {
 
 // Run refreshes the keys at once and then whenever the Source says the
 // next ones are due, until ctx is done; it returns nil then. A failed
-// refresh is logged and tried again after RetryAfter, the keys in force
-// staying meanwhile; only the first refresh's error is returned, since
-// without it there are no shared keys at all.
+// refresh (Redis down, say) is logged and tried again after RetryAfter,
+// the keys in force staying meanwhile; before the first success the
+// configs use Go's own per-process keys, so handshakes never wait for
+// the Source. Call Refresh first instead to refuse to start without
+// shared keys.
 func (m *Manager) Run(ctx context.Context) error {
-	next, err := m.Refresh(ctx)
-	if err != nil {
-		return err
-	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		// A Source that says "now" (a clock that jumped) must not
-		// make this spin.
-		timer.Reset(max(next.Sub(m.now()), time.Second))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
 		}
-		n, err := m.Refresh(ctx)
+		next, err := m.Refresh(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			m.log.Warn("ticket key refresh failed", "err", err, "retry_in", m.retry)
 			next = m.now().Add(m.retry)
-			continue
 		}
-		next = n
+		// A Source that says "now" (a clock that jumped) must not
+		// make this spin.
+		timer.Reset(max(next.Sub(m.now()), time.Second))
 	}
 }
 

@@ -3,6 +3,7 @@ package tickets_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -378,4 +379,56 @@ func TestCloneFollowsRefresh(t *testing.T) {
 	if !f.connect(t, b, cache, clk, tls.VersionTLS13) {
 		t.Fatal("the clone did not pick up the refreshed keys")
 	}
+}
+
+// TestRunRetries: a Source that fails at first (Redis down at start)
+// does not stop Run; the keys arrive once it answers.
+func TestRunRetries(t *testing.T) {
+	src := &flakySource{fails: 2, calls: make(chan error, 8)}
+	m, err := tickets.New(tickets.Options{Source: src, RetryAfter: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	deadline := time.After(20 * time.Second)
+	for i := 0; ; i++ {
+		select {
+		case err := <-src.calls:
+			if err == nil {
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if i != 2 {
+					t.Fatalf("succeeded at call %d, want 3", i+1)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("Run gave up or stalled")
+		}
+	}
+}
+
+type flakySource struct {
+	mu    sync.Mutex
+	fails int
+	calls chan error
+}
+
+func (s *flakySource) Keys(_ context.Context, now time.Time) ([]tickets.Key, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.fails > 0 {
+		s.fails--
+		err = errors.New("redis unavailable")
+	}
+	s.calls <- err
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return []tickets.Key{{1}}, now.Add(time.Hour), nil
 }
