@@ -67,6 +67,11 @@ type ACMEOptions struct {
 	// Instances that share it coordinate issuance through its lock files
 	// and can answer each other's HTTP-01 and TLS-ALPN-01 challenges.
 	Storage string
+	// StorageBackend, when set, replaces the Storage folder: a
+	// certmagic.Storage shared by a fleet (e.g. certs/redisstore), whose
+	// locks coordinate issuance across hosts and whose challenge tokens
+	// let any instance answer HTTP-01 for another. Storage is then unused.
+	StorageBackend certmagic.Storage
 	// OnDemand, when non-nil, lets a TLS handshake for a name outside the
 	// managed names start obtaining a certificate in the background, if
 	// OnDemand allows the name (see GetCertificate).
@@ -206,7 +211,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	if o.CA == "" {
 		o.CA = LetsEncryptProduction
 	}
-	if o.Storage == "" {
+	if o.Storage == "" && o.StorageBackend == nil {
 		return nil, errors.New("acme: storage folder is required")
 	}
 	if (o.EABKeyID == "") != (o.EABHMAC == "") {
@@ -269,7 +274,10 @@ func (a *ACME) Start(ch ChallengeAddrs) error {
 		RenewCheckInterval: a.opts.RenewCheckInterval,
 		Logger:             zl,
 	})
-	storage := &certmagic.FileStorage{Path: a.opts.Storage}
+	var storage certmagic.Storage = &certmagic.FileStorage{Path: a.opts.Storage}
+	if a.opts.StorageBackend != nil {
+		storage = a.opts.StorageBackend
+	}
 	base := certmagic.Config{
 		RenewalWindowRatio: a.opts.RenewalWindowRatio,
 		Storage:            storage,
