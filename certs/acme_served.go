@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/tlsfront/tlsfront/report"
 )
@@ -61,10 +64,37 @@ func (a *ACME) Served() []Served {
 	return out
 }
 
+// maxTimedOrders bounds the issuances timed at once; beyond it a burst of
+// names goes untimed rather than grow memory.
+const maxTimedOrders = 4096
+
 // ReportACME returns an ACMEOptions.OnEvent that logs each event at the
-// level an operator needs and passes it to rep.
+// level an operator needs and passes it to rep, with how long each
+// issuance took.
 func ReportACME(rep report.Sink, log *slog.Logger) func(event string, names []string, err error) {
 	rep = report.OrDiscard(rep)
+	var mu sync.Mutex
+	started := map[string]time.Time{}
+	took := func(event string, names []string) time.Duration {
+		if len(names) == 0 {
+			return 0
+		}
+		key := strings.Join(names, ",")
+		mu.Lock()
+		defer mu.Unlock()
+		switch event {
+		case EventObtaining, EventRenewing:
+			if len(started) < maxTimedOrders {
+				started[key] = time.Now()
+			}
+		case EventObtained, EventRenewed, EventFailed, EventRenewFailed:
+			if t, ok := started[key]; ok {
+				delete(started, key)
+				return time.Since(t)
+			}
+		}
+		return 0
+	}
 	return func(event string, names []string, err error) {
 		kind := report.ACMECached
 		switch event {
@@ -89,6 +119,6 @@ func ReportACME(rep report.Sink, log *slog.Logger) func(event string, names []st
 			}
 			log.Info("acme "+event, "names", names)
 		}
-		rep.ACME(report.ACME{Event: kind, Names: names, Err: err})
+		rep.ACME(report.ACME{Event: kind, Names: names, Err: err, Took: took(event, names)})
 	}
 }

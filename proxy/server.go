@@ -536,7 +536,7 @@ func (s *Server) report(ev *HandshakeEvent) {
 	if s.observe != nil {
 		s.observe(ev)
 	}
-	h := report.Handshake{Listener: ev.Listener, Client: ev.Client, Err: ev.Err, Reason: string(ev.Reason), JA4: ev.JA4, Duration: ev.Duration, Probe: ev.Probe}
+	h := report.Handshake{Listener: ev.Listener, Client: ev.Client, Err: ev.Err, Reason: string(ev.Reason), JA4: ev.JA4, Duration: ev.Duration, Probe: ev.Probe, Resumed: ev.State.DidResume}
 	if ev.Err == nil {
 		h.Version, h.SNI = ev.State.Version, ev.State.ServerName
 	}

@@ -33,6 +33,9 @@ type Handshake struct {
 	// Probe is set for tlsfront's own self-probe (see ProbeALPN): it is
 	// not a client, and failure ratios leave it out.
 	Probe bool
+	// Resumed is set when the client resumed a session (a ticket): no
+	// certificate or key exchange signature was needed.
+	Resumed bool
 }
 
 // Refusal is a connection or request a limit turned away.
@@ -95,6 +98,18 @@ type ACME struct {
 	Event string
 	Names []string
 	Err   error
+	// Took is how long obtaining or renewing took, on the events that
+	// end one (obtained, renewed, failed); zero when unknown.
+	Took time.Duration
+}
+
+// Dependency is the health of something tlsfront relies on besides its
+// backends, such as the shared storage of a fleet: Err is nil once it
+// works again.
+type Dependency struct {
+	// Name says what it is, e.g. "redis".
+	Name string
+	Err  error
 }
 
 // Sink receives events. Every method is called from the goroutine where
@@ -108,6 +123,7 @@ type Sink interface {
 	BackendDial(BackendDial)
 	Reloaded(Reload)
 	ACME(ACME)
+	Dependency(Dependency)
 }
 
 // Discard is a Sink that drops every event.
@@ -123,6 +139,7 @@ func (Nop) ConnClosed(ConnClosed)   {}
 func (Nop) BackendDial(BackendDial) {}
 func (Nop) Reloaded(Reload)         {}
 func (Nop) ACME(ACME)               {}
+func (Nop) Dependency(Dependency)   {}
 
 // OrDiscard returns s, or Discard when s is nil.
 func OrDiscard(s Sink) Sink {
@@ -188,5 +205,11 @@ func (t tee) Reloaded(r Reload) {
 func (t tee) ACME(e ACME) {
 	for _, s := range t {
 		s.ACME(e)
+	}
+}
+
+func (t tee) Dependency(d Dependency) {
+	for _, s := range t {
+		s.Dependency(d)
 	}
 }

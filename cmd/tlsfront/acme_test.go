@@ -141,6 +141,12 @@ func TestACMEThroughProxy(t *testing.T) {
 	if _, _, st := adminGet(t, ta, "/status", "application/json"); !strings.Contains(st, name) {
 		t.Errorf("/status does not list the ACME certificate for %s:\n%s", name, st)
 	}
+	if n := metricSum(t, ta, `tlsfront_acme_issuance_seconds_count{result="ok"}`); n != 1 {
+		t.Errorf("issuance timed %v times, want 1", n)
+	}
+	if n := metricSum(t, ta, "tlsfront_acme_renewals_overdue"); n != 0 {
+		t.Errorf("%v renewals overdue for a fresh certificate", n)
+	}
 	if n := metricSum(t, ta, `tlsfront_certificate_expiry_seconds{cert="acme/`+name); n <= 0 {
 		t.Errorf("no expiry series for the ACME certificate (sum %v)", n)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/certs/redisstore"
+	"github.com/tlsfront/tlsfront/certs/tickets"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/monitor"
 	"github.com/tlsfront/tlsfront/proxy"
@@ -22,16 +24,23 @@ import (
 
 // app is tlsfront assembled: what newApp builds and serve runs.
 type app struct {
-	cfg      *config
-	log      *slog.Logger
-	limiter  *limits.Limiter // nil with limits off
-	mon      *monitor.Monitor
-	acme     *certs.ACME // nil without ACME
-	certs    *certs.Manager
-	rep      report.Sink
-	reloads  *reloads
-	adminLn  net.Listener // nil with the admin listener off
-	adminSrv *http.Server
+	cfg     *config
+	log     *slog.Logger
+	limiter *limits.Limiter // nil with limits off
+	mon     *monitor.Monitor
+	acme    *certs.ACME // nil without ACME
+	// redis is the fleet's shared storage; nil without one.
+	redis *redisstore.Storage
+	// tickets rotates shared session ticket keys; nil without.
+	tickets *tickets.Manager
+	// redisCheck is how often the shared storage is checked; zero for
+	// redisCheckEvery.
+	redisCheck time.Duration
+	certs      *certs.Manager
+	rep        report.Sink
+	reloads    *reloads
+	adminLn    net.Listener // nil with the admin listener off
+	adminSrv   *http.Server
 	// metricsLn and metricsSrv serve /metrics alone, for Prometheus
 	// beyond loopback; unused unless admin_guard.metrics is set.
 	metricsLn  net.Listener
@@ -70,6 +79,8 @@ type component struct {
 type appOptions struct {
 	// tap receives every event besides the monitor.
 	tap report.Sink
+	// redisCheck shortens the shared storage check, for tests.
+	redisCheck time.Duration
 }
 
 func runServe(ctx context.Context, args []string, _ io.Writer, stderr io.Writer) error {
@@ -98,7 +109,7 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 // no socket and starts nothing (check-config --load runs it beside a
 // running tlsfront): serve binds and runs.
 func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*app, error) {
-	a := &app{cfg: cfg, log: log, addrs: map[string]net.Addr{}}
+	a := &app{cfg: cfg, log: log, addrs: map[string]net.Addr{}, redisCheck: o.redisCheck}
 	if err := a.buildLimiter(); err != nil {
 		return nil, err
 	}
@@ -106,6 +117,9 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 		return nil, err
 	}
 	a.rep = report.Tee(a.mon.Sink(), o.tap)
+	if err := a.buildFleet(); err != nil {
+		return nil, &usageError{err}
+	}
 	if err := a.buildCertificates(ctx); err != nil {
 		// A certificate that cannot serve is a configuration mistake.
 		return nil, &usageError{err}

@@ -13,6 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/certs/redisstore"
+	"github.com/tlsfront/tlsfront/certs/tickets"
 )
 
 // config is everything tlsfront can be told, from a YAML file, environment
@@ -38,6 +40,13 @@ type config struct {
 	Trust        certs.TrustOptions `yaml:"trust"`
 	Certificates []certConfig       `yaml:"certificates"`
 	Listeners    []listenerConfig   `yaml:"listeners"`
+
+	// Redis is where a fleet shares certificates, the ACME account,
+	// locks and session ticket keys; empty for the local state folder.
+	Redis redisstore.Config `yaml:"redis"`
+	// SessionTickets shares and rotates session ticket keys, so that a
+	// client resumes on any instance and across restarts.
+	SessionTickets tickets.Config `yaml:"session_tickets"`
 
 	// Sections owned by their own files.
 	Limits     limitsSection    `yaml:"limits"`      // config_limits.go

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
 )
@@ -53,6 +54,15 @@ type acmeOnDemandConfig struct {
 	// the public IPs of a host behind NAT or a load balancer, or of every
 	// instance sharing the storage.
 	PublicAddresses []string `yaml:"public_addresses"`
+	// Caps on issuance, so that a burst of new names (or a scanner
+	// trying allowed ones) cannot walk into the CA's rate limits; 0 takes
+	// the default: 2 at once, 100 waiting, 5 orders a minute, 5 an hour
+	// per registered domain, a failed name retried after 2m, doubling.
+	MaxConcurrent       int           `yaml:"max_concurrent"`
+	MaxPending          int           `yaml:"max_pending"`
+	MaxPerMinute        int           `yaml:"max_per_minute"`
+	MaxPerDomainPerHour int           `yaml:"max_per_domain_per_hour"`
+	RetryBackoff        time.Duration `yaml:"retry_backoff"`
 }
 
 // listFlag is a repeatable flag that also takes comma-separated values
@@ -170,6 +180,17 @@ func (c *acmeConfig) validate() error {
 		if _, err := netip.ParseAddr(s); err != nil {
 			bad(fmt.Sprintf("on_demand.public_addresses[%d]", i), "%q is not an IP address", s)
 		}
+	}
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"max_concurrent", od.MaxConcurrent}, {"max_pending", od.MaxPending}, {"max_per_minute", od.MaxPerMinute}, {"max_per_domain_per_hour", od.MaxPerDomainPerHour}} {
+		if f.v < 0 {
+			bad("on_demand."+f.key, "must not be negative; use 0 for the default")
+		}
+	}
+	if od.RetryBackoff < 0 {
+		bad("on_demand.retry_backoff", "must not be negative; use 0 for the default")
 	}
 	return errors.Join(errs...)
 }

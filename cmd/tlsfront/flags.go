@@ -126,6 +126,13 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 	c.section("Trust", func(fs *flag.FlagSet) { bindTrustFlags(fs, &cfg.Trust) })
 	c.section("Client certificates (mTLS)", cfg.ClientAuth.registerFlags)
 	c.section("ACME", cfg.ACME.registerFlags)
+	c.section("Fleet (shared state, session resumption)", func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.Redis.URL, "redis", cfg.Redis.URL, "`URL` of the Redis (or Valkey) a fleet shares certificates, ACME state, locks and ticket keys in: redis://, rediss://, unix:// or redis+sentinel://")
+		fs.StringVar(&cfg.Redis.PasswordFile, "redis-password-file", cfg.Redis.PasswordFile, "`file` holding the Redis password")
+		fs.StringVar(&cfg.SessionTickets.KeyFile, "session-ticket-key-file", cfg.SessionTickets.KeyFile, "`file` with a secret of 32+ random bytes every instance shares; session tickets then resume on any instance and across restarts")
+		fs.BoolVar(&cfg.SessionTickets.Shared, "session-tickets-shared", cfg.SessionTickets.Shared, "keep rotated session ticket keys in the shared storage (--redis) instead of a key file")
+		fs.DurationVar(&cfg.SessionTickets.MaxAge, "session-ticket-max-age", cfg.SessionTickets.MaxAge, "refuse session tickets older than this (0: the rotation decides, about 2-3h)")
+	})
 	c.section("Limits", cfg.Limits.registerFlags)
 	c.section("Monitor (probes, alerts, failed-handshake log)", cfg.Monitor.registerFlags)
 	c.section("Admin", func(fs *flag.FlagSet) {

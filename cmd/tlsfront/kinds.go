@@ -81,6 +81,13 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 	if ca := lc.ClientAllow; !ca.empty() {
 		opts.ClientAllow = &proxy.ClientAllow{CN: ca.CN, OU: ca.OU, DNS: ca.DNS, URI: ca.URI}
 	}
+	if a.tickets != nil {
+		// Every instance encrypts and decrypts tickets with the same
+		// keys, so a client resumes wherever it lands.
+		if err := a.tickets.Apply(opts.TLS); err != nil {
+			return nil, fmt.Errorf("session tickets: %w", err)
+		}
+	}
 	return proxy.New(opts)
 }
 
@@ -107,6 +114,9 @@ func (a *app) acmeOptions() (certs.ACMEOptions, error) {
 	if o.Storage == "" {
 		o.Storage = certs.DefaultACMEStorage(a.cfg.StateDir)
 	}
+	if a.redis != nil {
+		o.StorageBackend = a.redis
+	}
 	if c.CARoot != "" {
 		pool, err := certs.ReadPool(c.CARoot)
 		if err != nil {
@@ -115,7 +125,9 @@ func (a *app) acmeOptions() (certs.ACMEOptions, error) {
 		o.CARoots = pool
 	}
 	if od := &c.OnDemand; od.Enabled {
-		o.OnDemand = &certs.OnDemandOptions{Allow: od.Allow, RequireDNSToHost: od.requireDNS()}
+		o.OnDemand = &certs.OnDemandOptions{Allow: od.Allow, RequireDNSToHost: od.requireDNS(),
+			MaxConcurrent: od.MaxConcurrent, MaxPending: od.MaxPending, MaxPerMinute: od.MaxPerMinute,
+			MaxPerDomainPerHour: od.MaxPerDomainPerHour, RetryBackoff: od.RetryBackoff}
 		for _, s := range od.PublicAddresses {
 			ip, err := netip.ParseAddr(s)
 			if err != nil {

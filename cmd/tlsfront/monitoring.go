@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -59,6 +60,9 @@ func (a *app) buildMonitor() error {
 		return fmt.Errorf("monitor: %w", err)
 	}
 	if err := m.Registry().Register(limitsCollector{a}); err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	if err := m.Registry().Register(issuanceCollector{a}); err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
 	a.mon = m
@@ -229,4 +233,53 @@ func (a *app) backendStates() []monitor.BackendState {
 		out = append(out, monitor.BackendState{Backend: b.Name, Breaker: b.Breaker, Waiting: b.Waiting})
 	}
 	return out
+}
+
+// issuanceCollector exports what ACME is doing at scrape time: on-demand
+// names waiting, being obtained or failing (allowed names without a
+// certificate), attempts and refusals by cap, and certificates past their
+// renewal point that are not renewed yet. Names are never labels, so a
+// host with thousands of them has a handful of series.
+type issuanceCollector struct{ a *app }
+
+var (
+	odNamesDesc    = prometheus.NewDesc("tlsfront_acme_on_demand_names", "Allowed on-demand names without a certificate, by state: queued (waiting for a worker), running (order placed at the CA), failing (backing off after a failure).", []string{"state"}, nil)
+	odAttemptsDesc = prometheus.NewDesc("tlsfront_acme_on_demand_attempts_total", "On-demand issuance attempts by outcome (started, obtained, failed).", []string{"outcome"}, nil)
+	odRefusedDesc  = prometheus.NewDesc("tlsfront_acme_on_demand_refused_total", "Handshakes whose on-demand name could not start an order, by cap (pending, rate, domain, name_table).", []string{"cap"}, nil)
+	overdueDesc    = prometheus.NewDesc("tlsfront_acme_renewals_overdue", "ACME certificates past their renewal point (a third of their lifetime left) by more than a day and not renewed yet.", nil, nil)
+)
+
+func (issuanceCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{odNamesDesc, odAttemptsDesc, odRefusedDesc, overdueDesc} {
+		ch <- d
+	}
+}
+
+func (c issuanceCollector) Collect(ch chan<- prometheus.Metric) {
+	am := c.a.acme
+	if am == nil {
+		return
+	}
+	if c.a.cfg.ACME.OnDemand.Enabled {
+		s := am.OnDemandStats()
+		for state, n := range map[string]int{"queued": s.Queued, "running": s.Running, "failing": s.Failing} {
+			ch <- prometheus.MustNewConstMetric(odNamesDesc, prometheus.GaugeValue, float64(n), state)
+		}
+		for outcome, n := range map[string]uint64{"started": s.Started, "obtained": s.Obtained, "failed": s.Failed} {
+			ch <- prometheus.MustNewConstMetric(odAttemptsDesc, prometheus.CounterValue, float64(n), outcome)
+		}
+		for cap, n := range s.Refused {
+			ch <- prometheus.MustNewConstMetric(odRefusedDesc, prometheus.CounterValue, float64(n), cap)
+		}
+	}
+	overdue := 0
+	now := time.Now()
+	for _, s := range am.Served() {
+		leaf := s.Chain[0]
+		life := leaf.NotAfter.Sub(leaf.NotBefore)
+		if now.After(leaf.NotAfter.Add(-life / 3).Add(24 * time.Hour)) {
+			overdue++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(overdueDesc, prometheus.GaugeValue, float64(overdue))
 }

@@ -129,6 +129,14 @@ func (c *config) validate() error {
 	if err := c.Trust.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	for _, sec := range []struct {
+		key string
+		err error
+	}{{"redis", c.Redis.Validate()}, {"session_tickets", c.SessionTickets.Validate()}} {
+		if sec.err != nil {
+			errs = append(errs, prefixErrors(sec.key, sec.err))
+		}
+	}
 	for _, v := range []interface{ validate() error }{&c.Limits, &c.ACME, &c.Monitor, &c.Reload, &c.ClientAuth} {
 		if err := v.validate(); err != nil {
 			errs = append(errs, err)
@@ -180,4 +188,14 @@ func parseLevel(s string) (level int, err error) {
 		return 8, nil
 	}
 	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// prefixErrors puts section. before each of err's lines, for a package
+// whose Validate names keys within its section.
+func prefixErrors(section string, err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = section + "." + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
