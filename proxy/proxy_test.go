@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -150,20 +151,64 @@ func TestProxyProtocolToBackend(t *testing.T) {
 	}
 }
 
-func TestAcceptProxyHeaderFromLoadBalancer(t *testing.T) {
+// PROXY headers are believed only from the trusted load balancers: any
+// other peer that sends one is refused and counted, since it would choose
+// the address tlsfront limits and the backend sees. Without a header,
+// everyone (the self-probe, a health check) is served as itself.
+func TestAcceptProxyHeaderOnlyFromTrustedPeers(t *testing.T) {
 	be := newEchoBackend(t, false)
-	p := startProxy(t, Options{Backend: be.backend(), AcceptProxyHeader: true})
-	raw, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
+	rec := newRecorder()
+	p := startProxy(t, Options{Backend: be.backend(), AcceptProxyHeader: true, Reporter: rec,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	dialFrom := func(src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		raw, err := d.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { raw.Close() })
+		return raw
 	}
-	defer raw.Close()
-	io.WriteString(raw, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 8883\r\n")
-	c := tls.Client(raw, p.ca.ClientConfig("localhost"))
-	roundTrip(t, c, "via lb")
-	ev := p.waitEvent(t)
-	if got := ev.Client.Addr().String(); got != "203.0.113.7" {
-		t.Fatalf("client = %s, want the address from the PROXY header", got)
+	const header = "PROXY TCP4 203.0.113.7 127.0.0.1 40000 8883\r\n"
+	for _, tc := range []struct {
+		name, src string
+		header    bool
+		want      string // the client the front sees; "" for refused
+	}{
+		{"trusted balancer with a header", "127.0.0.1", true, "203.0.113.7"},
+		{"trusted peer without one (the self-probe)", "127.0.0.1", false, "127.0.0.1"},
+		{"any other peer without one", "127.0.0.2", false, "127.0.0.2"},
+		{"any other peer with one", "127.0.0.3", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := dialFrom(tc.src)
+			if tc.header {
+				io.WriteString(raw, header)
+			}
+			c := tls.Client(raw, p.ca.ClientConfig("localhost"))
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if tc.want == "" {
+				if err := c.Handshake(); err == nil {
+					t.Fatal("a PROXY header from an untrusted peer was accepted")
+				}
+				eventually(t, "the refusal counted", 5*time.Second, func() bool {
+					rec.mu.Lock()
+					defer rec.mu.Unlock()
+					for _, r := range rec.refusals {
+						if r.Limit == LimitUntrustedProxyHeader && r.Client.String() == tc.src {
+							return true
+						}
+					}
+					return false
+				})
+				return
+			}
+			roundTrip(t, c, "hello")
+			if got := p.waitEvent(t).Client.Addr().String(); got != tc.want {
+				t.Fatalf("client = %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
 

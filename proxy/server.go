@@ -62,8 +62,13 @@ type Options struct {
 	// this long; zero means never (MQTT keepalive does the job).
 	IdleTimeout time.Duration
 	// AcceptProxyHeader reads a PROXY protocol header from a trusted load
-	// balancer in front, and treats its source as the client.
+	// balancer in front, and treats its source as the client. Only peers
+	// in TrustedProxies may send one (it is optional from them, so the
+	// self-probe and health checks work); a header from anyone else is
+	// refused and counted, since it would let any client pick the address
+	// tlsfront limits and the backend sees.
 	AcceptProxyHeader bool
+	TrustedProxies    []netip.Prefix
 	// Protocol is what a tcp listener carries, for refusals in the
 	// client's own protocol: "mqtt" or "" (close the connection).
 	Protocol string
@@ -172,6 +177,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.AcceptProxyHeader && len(o.TrustedProxies) == 0 {
+		return nil, fmt.Errorf("listener %s: accepting PROXY headers needs the trusted proxies' networks", o.Name)
 	}
 	if o.MQTTMaxConnectSize < 0 || o.MQTTMaxConnectSize > MaxMQTTPacketSize {
 		return nil, fmt.Errorf("listener %s: MQTT CONNECT maximum %d is not between 0 (default) and %d", o.Name, o.MQTTMaxConnectSize, MaxMQTTPacketSize)
@@ -388,13 +396,19 @@ func (s *Server) serveConn(c *conn) {
 		}
 	}()
 	if s.opts.AcceptProxyHeader {
-		pc := proxyproto.NewConn(c.Conn, proxyproto.SetReadHeaderTimeout(s.helloTimeout()))
+		peer := addrOf(c.RemoteAddr())
+		policy := proxyproto.REJECT
+		if s.trustedProxy(peer) {
+			policy = proxyproto.USE
+		}
+		pc := proxyproto.NewConn(c.Conn, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(s.helloTimeout()))
 		c.Conn = pc
-		// Reading the header is what makes RemoteAddr the client's. A peer
-		// that sends none is refused: anyone could otherwise connect
-		// directly and skip the per-client limits.
-		if pc.ProxyHeader() == nil {
-			s.log.Debug("no PROXY header from load balancer", "remote", pc.Raw().RemoteAddr().String())
+		// Reading the header is what makes RemoteAddr the client's.
+		if _, err := pc.Read(nil); err != nil {
+			if errors.Is(err, proxyproto.ErrSuperfluousProxyHeader) {
+				s.rep.Refused(report.Refusal{Listener: s.opts.Name, Client: peer, Limit: LimitUntrustedProxyHeader})
+			}
+			s.log.Debug("PROXY header refused", "peer", peer.String(), "err", err)
 			return
 		}
 	}
@@ -470,6 +484,19 @@ func (s *Server) newSession(tc *tls.Conn, c *conn, ev *HandshakeEvent) *session 
 	}
 	sess.log = s.log.With("conn", strconv.FormatUint(s.ids.Add(1), 10), "client", ev.Client.String(), "sni", sess.sni)
 	return sess
+}
+
+// LimitUntrustedProxyHeader names the refusal of a PROXY header from a
+// peer outside the listener's trusted proxies.
+const LimitUntrustedProxyHeader = "untrusted_proxy_header"
+
+func (s *Server) trustedProxy(peer netip.Addr) bool {
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
 }
 
 // helloTimeout is how long a new connection may stay silent: the

@@ -27,8 +27,10 @@ type cliSection struct {
 
 func newCLI(name string, out io.Writer) *cli {
 	c := &cli{fs: flag.NewFlagSet(name, flag.ContinueOnError), out: out}
-	c.fs.SetOutput(out)
-	c.fs.Usage = c.usage
+	// A mistake gets its one-line error, not 250 lines of help; the help
+	// is printed when asked for (see parseConfig).
+	c.fs.SetOutput(io.Discard)
+	c.fs.Usage = func() {}
 	return c
 }
 

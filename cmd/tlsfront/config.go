@@ -15,6 +15,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
+	"github.com/tlsfront/tlsfront/limits"
 )
 
 // config is everything tlsfront can be told, from a YAML file, environment
@@ -100,13 +101,15 @@ type listenerConfig struct {
 	ProxyProtocolTLS bool `yaml:"proxy_protocol_tls"`
 	// ClientAllow lets in only the listed client certificates.
 	ClientAllow clientAllowConfig `yaml:"client_allow"`
-	// AcceptProxyProtocol expects a PROXY header from a trusted load
-	// balancer in front.
-	AcceptProxyProtocol bool          `yaml:"accept_proxy_protocol"`
-	HandshakeTimeout    time.Duration `yaml:"handshake_timeout"`
-	IdleTimeout         time.Duration `yaml:"idle_timeout"`
-	Routes              []routeConfig `yaml:"routes"`
-	WebSocket           wsConfig      `yaml:"websocket"`
+	// AcceptProxyProtocol reads a PROXY header from the trusted load
+	// balancers in ProxyProtocolFrom; a header from anyone else is
+	// refused.
+	AcceptProxyProtocol bool            `yaml:"accept_proxy_protocol"`
+	ProxyProtocolFrom   limits.Networks `yaml:"proxy_protocol_from"`
+	HandshakeTimeout    time.Duration   `yaml:"handshake_timeout"`
+	IdleTimeout         time.Duration   `yaml:"idle_timeout"`
+	Routes              []routeConfig   `yaml:"routes"`
+	WebSocket           wsConfig        `yaml:"websocket"`
 	// HTTPSPort is where a redirect listener sends clients.
 	HTTPSPort int `yaml:"https_port"`
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/limits"
 )
 
 // envPrefix: every flag --some-name can also be set as TLSFRONT_SOME_NAME,
@@ -27,6 +28,13 @@ type sidecarFlags struct {
 	wsListen, wsBackend   string
 	cert, key             repeatedFlag
 	proxyProtocol         int
+	// Per-listener options, for both sidecar listeners.
+	proxyFrom          limits.Networks
+	handshakeTimeout   time.Duration
+	idleTimeout        time.Duration
+	wsPing             time.Duration
+	wsMaxMessage       int64
+	mqttMaxConnectSize int
 }
 
 // repeatedFlag collects every value of a repeatable flag, in order. Values
@@ -54,6 +62,12 @@ func (s *sidecarFlags) registerListeners(fs *flag.FlagSet) {
 	fs.StringVar(&s.wsListen, "ws-listen", "", "TLS `address` for WebSocket/HTTP clients, e.g. :8084 (adds an http listener)")
 	fs.StringVar(&s.wsBackend, "ws-backend", "", "plaintext HTTP/WebSocket backend for --ws-listen")
 	fs.IntVar(&s.proxyProtocol, "proxy-protocol", 0, "send a PROXY protocol header (1 or 2) to the backends of --listen and --ws-listen")
+	fs.Var(&s.proxyFrom, "accept-proxy-protocol-from", "comma-separated `networks` of load balancers in front whose PROXY header names the client (turns on accept_proxy_protocol); a header from anyone else is refused")
+	fs.DurationVar(&s.handshakeTimeout, "handshake-timeout", 0, "bound on a TLS handshake (0: 10s)")
+	fs.DurationVar(&s.idleTimeout, "idle-timeout", 0, "close a --listen connection with no traffic either way for this long (0: never; MQTT keepalive does the job)")
+	fs.DurationVar(&s.wsPing, "ws-ping-interval", 0, "ping idle WebSocket clients of --ws-listen this often (0: 30s; negative: never)")
+	fs.Int64Var(&s.wsMaxMessage, "ws-max-message-size", 0, "largest WebSocket message from a client, in bytes (0: 16 MiB)")
+	fs.IntVar(&s.mqttMaxConnectSize, "mqtt-max-connect-size", 0, "largest MQTT CONNECT read when tlsfront reads it (client-id limit, refusals), in bytes (0: 256 KiB)")
 }
 
 func (s *sidecarFlags) registerCertificates(fs *flag.FlagSet) {
@@ -68,11 +82,20 @@ func (s *sidecarFlags) envDone() {
 }
 
 func (s *sidecarFlags) apply(cfg *config) error {
+	listener := func(name, kind, listen, backend string) listenerConfig {
+		lc := listenerConfig{Name: name, Kind: kind, Listen: listen, Backend: backend, ProxyProtocol: s.proxyProtocol,
+			AcceptProxyProtocol: len(s.proxyFrom) > 0, ProxyProtocolFrom: s.proxyFrom,
+			HandshakeTimeout: s.handshakeTimeout, WebSocket: wsConfig{PingInterval: s.wsPing, MaxMessageSize: s.wsMaxMessage}}
+		if kind == "tcp" {
+			lc.IdleTimeout, lc.MQTTMaxConnectSize = s.idleTimeout, s.mqttMaxConnectSize
+		}
+		return lc
+	}
 	if s.listen != "" || s.backend != "" {
-		cfg.Listeners = append(cfg.Listeners, listenerConfig{Name: "main", Kind: s.kind, Listen: s.listen, Backend: s.backend, ProxyProtocol: s.proxyProtocol})
+		cfg.Listeners = append(cfg.Listeners, listener("main", s.kind, s.listen, s.backend))
 	}
 	if s.wsListen != "" || s.wsBackend != "" {
-		cfg.Listeners = append(cfg.Listeners, listenerConfig{Name: "ws", Kind: "http", Listen: s.wsListen, Backend: s.wsBackend, ProxyProtocol: s.proxyProtocol})
+		cfg.Listeners = append(cfg.Listeners, listener("ws", "http", s.wsListen, s.wsBackend))
 	}
 	certs, keys := s.cert.values, s.key.values
 	if len(keys) > 0 && len(keys) != len(certs) {
@@ -156,9 +179,10 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 	sc.envDone()
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
+			c.usage()
 			return nil, errHelp
 		}
-		return nil, &usageError{err}
+		return nil, &usageError{fmt.Errorf("%w (tlsfront --help lists every flag)", err)}
 	}
 	if fs.NArg() > 0 {
 		return nil, &usageError{fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}

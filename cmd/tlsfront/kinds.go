@@ -68,6 +68,7 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		HandshakeTimeout:  lc.HandshakeTimeout,
 		IdleTimeout:       lc.IdleTimeout,
 		AcceptProxyHeader: lc.AcceptProxyProtocol,
+		TrustedProxies:    lc.ProxyProtocolFrom,
 		Protocol:          protocol,
 		Limiter:           a.limiter,
 		Reporter:          a.rep,

@@ -105,6 +105,12 @@ func (c *config) validate() error {
 		} else if _, err := proxy.ParseBackend(l.Backend); err != nil {
 			bad(f+".backend", "%v", err)
 		}
+		if l.AcceptProxyProtocol && len(l.ProxyProtocolFrom) == 0 {
+			bad(f+".proxy_protocol_from", "required with accept_proxy_protocol: list the load balancers' networks (e.g. [10.0.0.0/8]); a PROXY header from anyone else would let a client choose the address tlsfront limits and the backend sees")
+		}
+		if !l.AcceptProxyProtocol && len(l.ProxyProtocolFrom) > 0 {
+			bad(f+".proxy_protocol_from", "set, but accept_proxy_protocol is off")
+		}
 		if l.ProxyProtocol != 0 && l.ProxyProtocol != 1 && l.ProxyProtocol != 2 {
 			bad(f+".proxy_protocol", "%d is not 0 (off), 1 or 2", l.ProxyProtocol)
 		}
