@@ -493,6 +493,26 @@ func (l *Limiter) AcquireSlot(ctx context.Context) (release func(), err error) {
 	return l.releaseSlot, nil
 }
 
+// TryAcquireSlot takes a global connection slot if one is free, without
+// waiting: for plain listeners (redirect, admin), which must not queue
+// behind the TLS listeners nor fill the descriptors they need. release
+// must be called exactly once when ok.
+func (l *Limiter) TryAcquireSlot() (release func(), ok bool) {
+	if l == nil {
+		return noop, true
+	}
+	if l.slots != nil {
+		select {
+		case l.slots <- struct{}{}:
+		default:
+			l.refused[idMaxConns].Add(1)
+			return nil, false
+		}
+	}
+	l.open.Add(1)
+	return l.releaseSlot, true
+}
+
 func (l *Limiter) releaseSlot() {
 	l.open.Add(-1)
 	if l.slots != nil {

@@ -16,11 +16,14 @@ type RedirectOptions struct {
 	// Wrap, when set, wraps the redirect handler, e.g. to answer ACME
 	// HTTP-01 challenges before redirecting.
 	Wrap func(http.Handler) http.Handler
+	// Limits bound the connections it holds.
+	Limits PlainLimits
 }
 
 // Redirect serves plain HTTP with 301 answers to https.
 type Redirect struct {
-	srv *http.Server
+	srv    *http.Server
+	limits PlainLimits
 }
 
 // NewRedirect returns a redirect server for o.
@@ -38,12 +41,13 @@ func NewRedirect(o RedirectOptions) *Redirect {
 	if o.Wrap != nil {
 		h = o.Wrap(h)
 	}
-	return &Redirect{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}}
+	return &Redirect{limits: o.Limits, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}}
 }
 
 // Serve answers on ln until Shutdown.
 func (r *Redirect) Serve(ln net.Listener) error {
-	err := r.srv.Serve(ln)
+	err := r.srv.Serve(LimitListener(ln, r.limits))
 	if err == http.ErrServerClosed {
 		return ErrServerClosed
 	}

@@ -79,10 +79,12 @@ func (a *app) buildAdmin() error {
 	mux.Handle("GET /status", a.mon.StatusHandler())
 	mux.HandleFunc("POST /reload", a.reloads.serveHTTP)
 	g := adminGuard{hosts: a.cfg.AdminGuard.Hosts, token: token}
-	a.adminSrv = &http.Server{Handler: g.wrap(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	a.adminSrv = &http.Server{Handler: g.wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", a.mon.MetricsHandler())
-	a.metricsSrv = &http.Server{Handler: adminGuard{hosts: a.cfg.AdminGuard.Hosts}.wrap(metrics), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	a.metricsSrv = &http.Server{Handler: adminGuard{hosts: a.cfg.AdminGuard.Hosts}.wrap(metrics), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	return nil
 }
 

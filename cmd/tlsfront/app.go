@@ -143,7 +143,12 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 	for _, h := range a.httpServers() {
 		a.components = append(a.components, component{
 			name: h.name,
-			run:  func(context.Context) error { return h.srv.Serve(*h.ln) },
+			run: func(context.Context) error {
+				// Counted in max_conns without waiting for a slot, and
+				// capped per client, so idle sockets here cannot take the
+				// descriptors the TLS listeners need.
+				return h.srv.Serve(proxy.LimitListener(*h.ln, proxy.PlainLimits{Limiter: a.limiter, MaxConns: 64}))
+			},
 			stop: func(context.Context) error { return h.srv.Close() },
 		})
 	}

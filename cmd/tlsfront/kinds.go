@@ -93,7 +93,7 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 }
 
 func (a *app) buildRedirect(lc listenerConfig) (proxy.Listener, error) {
-	o := proxy.RedirectOptions{HTTPSPort: lc.HTTPSPort}
+	o := proxy.RedirectOptions{HTTPSPort: lc.HTTPSPort, Limits: proxy.PlainLimits{Limiter: a.limiter}}
 	if a.acme != nil {
 		o.Wrap = a.acme.HTTPChallengeHandler
 	}
