@@ -113,7 +113,12 @@ func (x *metrics) register(r *prometheus.Registry) error {
 
 // Describe implements prometheus.Collector for the metrics computed at
 // scrape time.
+// listenerInfoDesc labels each listener with its kind and TLS profile;
+// join it on listener to label handshakes by profile.
+var listenerInfoDesc = prometheus.NewDesc("tlsfront_listener_info", "1 for each listener, with its kind and TLS profile (modern, intermediate, legacy).", []string{"listener", "kind", "tls_profile"}, nil)
+
 func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- listenerInfoDesc
 	ch <- x.fpDesc
 	ch <- x.notAfterDesc
 	ch <- x.leftDesc
@@ -129,6 +134,9 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	m := x.m
 	now := m.now()
+	for _, l := range m.o.Listeners() {
+		ch <- prometheus.MustNewConstMetric(listenerInfoDesc, prometheus.GaugeValue, 1, l.Name, l.Kind, l.TLSProfile)
+	}
 	for _, c := range m.o.Certificates() {
 		for i, e := range c.Chain {
 			lv := []string{c.ID, e.Subject.CommonName, fmt.Sprint(i), strings.Join(certNames(e), ",")}

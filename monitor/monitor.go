@@ -109,6 +109,11 @@ type Listener struct {
 	Kind string `json:"kind"`
 	// Address is the bound address once serving, else the configured one.
 	Address string `json:"address"`
+	// TLSProfile is the listener's TLS policy (modern, intermediate,
+	// legacy); empty for plain listeners. BelowDefault marks one that lets
+	// in clients the default refuses.
+	TLSProfile   string `json:"tls_profile,omitempty"`
+	BelowDefault bool   `json:"tls_below_default,omitempty"`
 }
 
 // Handshake is the outcome of one TLS handshake.

@@ -342,8 +342,8 @@ code,pre{font-family:ui-monospace,monospace;font-size:12px}small{color:#666}
 <p><small>grey: handshakes; red: failed</small></p>
 
 <h2>Listeners</h2>
-<table><tr><th>name</th><th>kind</th><th>address</th></tr>
-{{range .Listeners}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td><code>{{.Address}}</code></td></tr>
+<table><tr><th>name</th><th>kind</th><th>address</th><th>TLS profile</th></tr>
+{{range .Listeners}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td><code>{{.Address}}</code></td><td>{{if .BelowDefault}}<span class="bad">{{.TLSProfile}} (below the default, on purpose)</span>{{else}}{{.TLSProfile}}{{end}}</td></tr>
 {{end}}</table>
 
 <h2>Backends</h2>

@@ -101,6 +101,9 @@ type Options struct {
 	// certificates it lists, checked in VerifyConnection once the chain
 	// verified; TLS must ask for client certificates.
 	ClientAllow *ClientAllow
+	// TLSPolicy is what the listener accepts of a client's TLS stack;
+	// the zero value is the modern profile.
+	TLSPolicy TLSPolicy
 	// HTTP configures KindHTTP listeners.
 	HTTP HTTPOptions
 	Log  *slog.Logger
@@ -189,7 +192,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{opts: o, log: o.Log.With("listener", o.Name), rep: report.OrDiscard(o.Reporter), active: map[*conn]net.Conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.tls = serverTLSConfig(o.TLS)
+	s.tls = serverTLSConfig(o.TLS, o.TLSPolicy)
 	if !o.ClientAllow.empty() {
 		if s.tls.ClientAuth == tls.NoClientCert {
 			return nil, fmt.Errorf("listener %s: a client allow list needs client certificates, and the TLS configuration asks for none", o.Name)
@@ -241,14 +244,9 @@ var modernSuites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
-func serverTLSConfig(base *tls.Config) *tls.Config {
+func serverTLSConfig(base *tls.Config, p TLSPolicy) *tls.Config {
 	cfg := base.Clone()
-	if cfg.MinVersion == 0 {
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	if cfg.CipherSuites == nil {
-		cfg.CipherSuites = modernSuites
-	}
+	p.apply(cfg)
 	return cfg
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
 	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // config is everything tlsfront can be told, from a YAML file, environment
@@ -112,6 +113,23 @@ type listenerConfig struct {
 	WebSocket           wsConfig        `yaml:"websocket"`
 	// HTTPSPort is where a redirect listener sends clients.
 	HTTPSPort int `yaml:"https_port"`
+	// TLS is what the listener accepts of clients' TLS stacks.
+	TLS tlsConfig `yaml:"tls"`
+}
+
+// tlsConfig is a listener's TLS policy as written: a profile and
+// overrides, in the names operators use. validate turns it into policy.
+type tlsConfig struct {
+	// Profile is modern (default), intermediate or legacy.
+	Profile      string   `yaml:"profile"`
+	MinVersion   string   `yaml:"min_version"`
+	MaxVersion   string   `yaml:"max_version"`
+	CipherSuites []string `yaml:"cipher_suites"`
+	Groups       []string `yaml:"groups"`
+	// PostQuantum offers the X25519MLKEM768 hybrid; default true.
+	PostQuantum *bool `yaml:"post_quantum"`
+
+	policy proxy.TLSPolicy
 }
 
 // clientAllowConfig lists the client certificates a listener lets in,

@@ -35,6 +35,7 @@ type sidecarFlags struct {
 	wsPing             time.Duration
 	wsMaxMessage       int64
 	mqttMaxConnectSize int
+	tls                tlsConfig
 }
 
 // repeatedFlag collects every value of a repeatable flag, in order. Values
@@ -68,6 +69,8 @@ func (s *sidecarFlags) registerListeners(fs *flag.FlagSet) {
 	fs.DurationVar(&s.wsPing, "ws-ping-interval", 0, "ping idle WebSocket clients of --ws-listen this often (0: 30s; negative: never)")
 	fs.Int64Var(&s.wsMaxMessage, "ws-max-message-size", 0, "largest WebSocket message from a client, in bytes (0: 16 MiB)")
 	fs.IntVar(&s.mqttMaxConnectSize, "mqtt-max-connect-size", 0, "largest MQTT CONNECT read when tlsfront reads it (client-id limit, refusals), in bytes (0: 256 KiB)")
+	fs.StringVar(&s.tls.Profile, "tls-profile", "", "TLS `profile` of the sidecar listeners: modern (default: TLS 1.2+, ECDHE AEAD), intermediate (adds ECDHE CBC suites) or legacy (down to TLS 1.0, RSA key exchange) for device fleets that cannot be upgraded")
+	fs.StringVar(&s.tls.MinVersion, "tls-min-version", "", "lowest TLS `version` of the sidecar listeners (1.0-1.3), over the profile's")
 }
 
 func (s *sidecarFlags) registerCertificates(fs *flag.FlagSet) {
@@ -85,7 +88,8 @@ func (s *sidecarFlags) apply(cfg *config) error {
 	listener := func(name, kind, listen, backend string) listenerConfig {
 		lc := listenerConfig{Name: name, Kind: kind, Listen: listen, Backend: backend, ProxyProtocol: s.proxyProtocol,
 			AcceptProxyProtocol: len(s.proxyFrom) > 0, ProxyProtocolFrom: s.proxyFrom,
-			HandshakeTimeout: s.handshakeTimeout, WebSocket: wsConfig{PingInterval: s.wsPing, MaxMessageSize: s.wsMaxMessage}}
+			HandshakeTimeout: s.handshakeTimeout, WebSocket: wsConfig{PingInterval: s.wsPing, MaxMessageSize: s.wsMaxMessage},
+			TLS: tlsConfig{Profile: s.tls.Profile, MinVersion: s.tls.MinVersion}}
 		if kind == "tcp" {
 			lc.IdleTimeout, lc.MQTTMaxConnectSize = s.idleTimeout, s.mqttMaxConnectSize
 		}

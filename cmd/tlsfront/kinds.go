@@ -67,6 +67,7 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		Routes:            routes,
 		HandshakeTimeout:  lc.HandshakeTimeout,
 		IdleTimeout:       lc.IdleTimeout,
+		TLSPolicy:         lc.TLS.policy,
 		AcceptProxyHeader: lc.AcceptProxyProtocol,
 		TrustedProxies:    lc.ProxyProtocolFrom,
 		Protocol:          protocol,
@@ -81,6 +82,9 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 	opts.ClientCertsVerified = a.cfg.ClientAuth.enabled()
 	if ca := lc.ClientAllow; !ca.empty() {
 		opts.ClientAllow = &proxy.ClientAllow{CN: ca.CN, OU: ca.OU, DNS: ca.DNS, URI: ca.URI}
+	}
+	if lc.TLS.policy.BelowDefault() {
+		a.log.Warn("listener accepts TLS below the default, on purpose: clients it lets in are weaker; see their JA4 fingerprints in the failed-handshake logs before and after", "listener", lc.Name, "tls_profile", lc.TLS.policy.Name())
 	}
 	if a.tickets != nil {
 		// Every instance encrypts and decrypts tickets with the same

@@ -85,7 +85,11 @@ func (a *app) monitorCertificates() []monitor.Certificate {
 func (a *app) monitorListeners() []monitor.Listener {
 	var out []monitor.Listener
 	for _, l := range a.listeners {
-		out = append(out, monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String()})
+		ml := monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String()}
+		if l.kind.tls {
+			ml.TLSProfile, ml.BelowDefault = l.cfg.TLS.policy.Name(), l.cfg.TLS.policy.BelowDefault()
+		}
+		out = append(out, ml)
 	}
 	return out
 }

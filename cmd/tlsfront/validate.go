@@ -94,6 +94,13 @@ func (c *config) validate() error {
 				}
 			}
 		}
+		if kind.tls {
+			for _, err := range l.TLS.normalize() {
+				bad(f+".tls."+err.key, "%v", err.err)
+			}
+		} else if l.TLS.Profile != "" || l.TLS.MinVersion != "" {
+			bad(f+".tls", "a %s listener does not terminate TLS", l.Kind)
+		}
 		if !kind.backend {
 			if l.Backend != "" {
 				bad(f+".backend", "a %s listener has no backend", l.Kind)
@@ -204,4 +211,46 @@ func prefixErrors(section string, err error) error {
 		lines[i] = section + "." + l
 	}
 	return errors.New(strings.Join(lines, "\n"))
+}
+
+type keyError struct {
+	key string
+	err error
+}
+
+// normalize turns the names into a proxy.TLSPolicy, reporting each that
+// does not parse.
+func (t *tlsConfig) normalize() []keyError {
+	var errs []keyError
+	p := proxy.TLSPolicy{Profile: t.Profile, NoPostQuantum: t.PostQuantum != nil && !*t.PostQuantum}
+	var err error
+	if t.MinVersion != "" {
+		if p.MinVersion, err = proxy.ParseTLSVersion(t.MinVersion); err != nil {
+			errs = append(errs, keyError{"min_version", err})
+		}
+	}
+	if t.MaxVersion != "" {
+		if p.MaxVersion, err = proxy.ParseTLSVersion(t.MaxVersion); err != nil {
+			errs = append(errs, keyError{"max_version", err})
+		}
+	}
+	for i, s := range t.CipherSuites {
+		id, err := proxy.ParseCipherSuite(s)
+		if err != nil {
+			errs = append(errs, keyError{fmt.Sprintf("cipher_suites[%d]", i), err})
+		}
+		p.CipherSuites = append(p.CipherSuites, id)
+	}
+	for i, s := range t.Groups {
+		g, err := proxy.ParseGroup(s)
+		if err != nil {
+			errs = append(errs, keyError{fmt.Sprintf("groups[%d]", i), err})
+		}
+		p.Groups = append(p.Groups, g)
+	}
+	if err := p.Validate(); err != nil {
+		errs = append(errs, keyError{"profile", err})
+	}
+	t.policy = p
+	return errs
 }
