@@ -56,6 +56,12 @@ type app struct {
 	// draining is set on SIGTERM: /readyz fails while tlsfront keeps
 	// accepting for the shutdown delay.
 	draining atomic.Bool
+	// backendCheck caches the last backend reachability check.
+	backendCheck struct {
+		mu  sync.Mutex
+		at  time.Time
+		err error
+	}
 }
 
 // boundListener is a configured listener, built and bound.
@@ -379,5 +385,38 @@ func (a *app) ready() error {
 	if !a.serving.Load() {
 		return errors.New("not serving")
 	}
-	return a.mon.Ready()
+	err := a.mon.Ready()
+	if a.cfg.Monitor.ReadyRequiresBackend {
+		err = errors.Join(err, a.backendsReachable())
+	}
+	return err
+}
+
+// backendsReachable dials each listener's default backend, at most once
+// every few seconds whatever the probe rate, so readiness checks cannot
+// load the broker.
+func (a *app) backendsReachable() error {
+	a.backendCheck.mu.Lock()
+	defer a.backendCheck.mu.Unlock()
+	if time.Since(a.backendCheck.at) < 5*time.Second {
+		return a.backendCheck.err
+	}
+	var errs []error
+	for _, l := range a.listeners {
+		if !l.kind.backend {
+			continue
+		}
+		be, err := proxy.ParseBackend(l.cfg.Backend)
+		if err != nil {
+			continue
+		}
+		c, err := net.DialTimeout(be.Network, be.Address, 2*time.Second)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listener %s: backend %s unreachable: %w", l.cfg.Name, be, err))
+			continue
+		}
+		c.Close()
+	}
+	a.backendCheck.at, a.backendCheck.err = time.Now(), errors.Join(errs...)
+	return a.backendCheck.err
 }

@@ -157,3 +157,18 @@ func writeConfig(t *testing.T, path, body string) {
 		t.Fatal(err)
 	}
 }
+
+// /readyz can be told to require the backend: it fails, saying which,
+// while the broker is down.
+func TestReadyRequiresBackend(t *testing.T) {
+	f := newMonFixture(t)
+	dead := testnet.Listen(t)
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	ta := startApp(t, "--listen", "127.0.0.1:0", "--backend", deadAddr, "--cert", f.files.Cert, "--key", f.files.Key,
+		"--trust-ca", f.root, "--probe-disabled", "--ready-requires-backend")
+	code, _, body := adminGet(t, ta, "/readyz", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "backend "+deadAddr+" unreachable") {
+		t.Fatalf("/readyz with the backend down = %d %q", code, body)
+	}
+}

@@ -26,6 +26,12 @@ type monitorConfig struct {
 	ProbeTimeout time.Duration `yaml:"probe_timeout"`
 	// ProbeDisabled turns the self-probe off.
 	ProbeDisabled bool `yaml:"probe_disabled"`
+	// ReadyRequiresBackend makes /readyz fail while a listener's backend
+	// cannot be reached. Off by default: a sidecar's broker has its own
+	// readiness, and taking tlsfront out of a load balancer while the
+	// broker restarts only turns clients' CONNACK 0x88 into refused
+	// connections.
+	ReadyRequiresBackend bool `yaml:"ready_requires_backend"`
 	// ProbeNames are the server names probed; default every name the
 	// certificates cover (a wildcard as "tlsfront-probe.<domain>").
 	ProbeNames []string `yaml:"probe_names"`
@@ -103,6 +109,7 @@ func (c *monitorConfig) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProbeInterval, "probe-interval", c.ProbeInterval, "time between self-probes of every TLS listener and name")
 	fs.DurationVar(&c.ProbeTimeout, "probe-timeout", c.ProbeTimeout, "time one self-probe handshake may take")
 	fs.BoolVar(&c.ProbeDisabled, "probe-disabled", c.ProbeDisabled, "turn the self-probe off")
+	fs.BoolVar(&c.ReadyRequiresBackend, "ready-requires-backend", c.ReadyRequiresBackend, "make /readyz fail while a listener's backend cannot be reached (off: the broker has its own readiness)")
 	fs.Var((*stringList)(&c.ProbeNames), "probe-names", "comma-separated server `names` to probe (default: every name the certificates cover)")
 	fs.StringVar(&c.ProbeAddress, "probe-address", c.ProbeAddress, "`host` or host:port outside clients connect to, when not the listen address")
 	fs.StringVar(&c.ProbeCAFile, "probe-ca", c.ProbeCAFile, "PEM `file` of the roots your clients trust, for the self-probe (default: --trust-ca, else system roots)")
