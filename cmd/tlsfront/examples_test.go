@@ -128,14 +128,19 @@ func TestExamplesKubernetes(t *testing.T) {
 					generated[g.Name] = g.Files
 				}
 			}
+			// tlsfront runs as a native sidecar: an init container with
+			// restartPolicy Always.
 			var c *k8sContainer
-			for i := range dep.Spec.Template.Spec.Containers {
-				if strings.Contains(dep.Spec.Template.Spec.Containers[i].Image, "tlsfront") {
-					c = &dep.Spec.Template.Spec.Containers[i]
+			for i := range dep.Spec.Template.Spec.InitContainers {
+				if ic := &dep.Spec.Template.Spec.InitContainers[i]; strings.Contains(ic.Image, "tlsfront") {
+					c = ic
 				}
 			}
 			if c == nil {
-				t.Fatal("no container with a tlsfront image")
+				t.Fatal("no init container with a tlsfront image")
+			}
+			if c.RestartPolicy != "Always" {
+				t.Errorf("the tlsfront init container has restartPolicy %q; a native sidecar needs Always", c.RestartPolicy)
 			}
 
 			// Mounts: a ConfigMap from kustomize maps to the files it is
@@ -358,8 +363,9 @@ type k8sDeployment struct {
 	Spec struct {
 		Template struct {
 			Spec struct {
-				Containers []k8sContainer `yaml:"containers"`
-				Volumes    []struct {
+				Containers     []k8sContainer `yaml:"containers"`
+				InitContainers []k8sContainer `yaml:"initContainers"`
+				Volumes        []struct {
 					Name      string `yaml:"name"`
 					ConfigMap *struct {
 						Name string `yaml:"name"`
@@ -371,9 +377,10 @@ type k8sDeployment struct {
 }
 
 type k8sContainer struct {
-	Name  string   `yaml:"name"`
-	Image string   `yaml:"image"`
-	Args  []string `yaml:"args"`
+	Name          string   `yaml:"name"`
+	Image         string   `yaml:"image"`
+	Args          []string `yaml:"args"`
+	RestartPolicy string   `yaml:"restartPolicy"`
 	Env   []struct {
 		Name  string `yaml:"name"`
 		Value string `yaml:"value"`
