@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tlsfront/tlsfront/report"
 )
 
 // Options configure a Monitor. Zero values take the documented defaults.
@@ -116,25 +117,9 @@ type Listener struct {
 	BelowDefault bool   `json:"tls_below_default,omitempty"`
 }
 
-// Handshake is the outcome of one TLS handshake.
-type Handshake struct {
-	Listener string
-	Client   netip.AddrPort
-	// SNI is the server name the client asked for.
-	SNI string
-	// Version is the negotiated version; zero when the handshake failed.
-	Version uint16
-	// Offered are the versions the client's hello listed; nil without a
-	// hello.
-	Offered []uint16
-	// Err is nil on success.
-	Err error
-	// Reason classifies a failure; "other" when empty.
-	Reason string
-	// JA4 fingerprints the ClientHello; empty without a hello.
-	JA4      string
-	Duration time.Duration
-}
+// Handshake is the outcome of one TLS handshake, as the rest of tlsfront
+// reports it.
+type Handshake = report.Handshake
 
 // Monitor is tlsfront's self-reporting. Create it with New, feed it events,
 // serve its handlers, and run it with Run.

@@ -66,9 +66,7 @@ func (s eventSink) Handshake(h *report.Handshake) {
 	if h.Resumed {
 		s.m.resumed.WithLabelValues(h.Listener).Inc()
 	}
-	mh := Handshake{Listener: h.Listener, Client: h.Client, SNI: h.SNI, Version: h.Version, Offered: h.Offered,
-		Err: h.Err, Reason: h.Reason, JA4: h.JA4, Duration: h.Duration}
-	s.m.Handshake(&mh)
+	s.m.Handshake(h)
 }
 
 func (s eventSink) Refused(r report.Refusal) { s.m.Refused(r.Listener, r.Limit) }

@@ -381,7 +381,7 @@ type k8sContainer struct {
 	Image         string   `yaml:"image"`
 	Args          []string `yaml:"args"`
 	RestartPolicy string   `yaml:"restartPolicy"`
-	Env   []struct {
+	Env           []struct {
 		Name  string `yaml:"name"`
 		Value string `yaml:"value"`
 	} `yaml:"env"`

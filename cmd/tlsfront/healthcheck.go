@@ -16,11 +16,7 @@ import (
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tlsfront healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := os.Getenv(envName("admin"))
-	if def == "" {
-		def = defaultConfig().Admin
-	}
-	admin := fs.String("admin", def, "admin listener `address` of the tlsfront to check")
+	admin := adminFlag(fs, "check")
 	path := fs.String("path", "/readyz", "endpoint to ask: /healthz (alive) or /readyz (serving and probes pass)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
 	if err := fs.Parse(args); err != nil {
@@ -43,4 +39,14 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "%s", body)
 	return nil
+}
+
+// adminFlag is the --admin flag of the commands that talk to a running
+// tlsfront, defaulting to its TLSFRONT_ADMIN, else the default address.
+func adminFlag(fs *flag.FlagSet, verb string) *string {
+	def := os.Getenv(envName("admin"))
+	if def == "" {
+		def = defaultConfig().Admin
+	}
+	return fs.String("admin", def, "admin listener `address` of the tlsfront to "+verb+" ("+envName("admin")+")")
 }

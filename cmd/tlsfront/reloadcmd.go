@@ -22,11 +22,7 @@ import (
 func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tlsfront reload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := os.Getenv(envName("admin"))
-	if def == "" {
-		def = defaultConfig().Admin
-	}
-	admin := fs.String("admin", def, "admin listener `address` of the tlsfront to reload ("+envName("admin")+")")
+	admin := adminFlag(fs, "reload")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for the reload")
 	tokenFile := fs.String("admin-token-file", os.Getenv(envName("admin-token-file")), "`file` with the admin listener's bearer token, if it has one ("+envName("admin-token-file")+")")
 	fs.Usage = func() {
