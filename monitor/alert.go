@@ -22,40 +22,40 @@ import (
 type AlertOptions struct {
 	// Webhook receives each alert and resolution as a JSON POST (see
 	// Notification).
-	Webhook string
+	Webhook string `yaml:"alert_webhook"`
 	// Slack receives the same as a Slack-compatible {"text": ...} POST.
-	Slack string
+	Slack string `yaml:"alert_slack"`
 	// Alertmanager is the base URL of an Alertmanager (e.g.
 	// http://alertmanager:9093); alerts are POSTed to its /api/v2/alerts
 	// while firing, every AlertmanagerInterval, and once with endsAt set
 	// when resolved.
-	Alertmanager string
+	Alertmanager string `yaml:"alertmanager"`
 	// AlertmanagerInterval is how often a firing alert is re-posted to
 	// Alertmanager. It must stay below Alertmanager's resolve_timeout
 	// (default 5m), or Alertmanager resolves the alert by itself; default
 	// one minute.
-	AlertmanagerInterval time.Duration
+	AlertmanagerInterval time.Duration `yaml:"alertmanager_interval"`
 	// Cooldown spaces out repeat notifications (webhook, Slack) of an
 	// alert that keeps firing: it is re-sent once per Cooldown. An alert
 	// that fires again after it resolved is sent at once. Default one
 	// hour.
-	Cooldown time.Duration
+	Cooldown time.Duration `yaml:"alert_cooldown"`
 	// Retries is how many times a failed delivery is retried at once,
 	// with exponential backoff from RetryBase (default 1 s) up to one
 	// minute; after that the receiver is left alone for a while and the
 	// notification is tried again later, until it is delivered or no
 	// longer needed. Default 5.
-	Retries   int
-	RetryBase time.Duration
+	Retries int `yaml:"alert_retries"`
+	RetryBase time.Duration `yaml:"-"`
 	// Timeout bounds one delivery attempt; default 10 s.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"alert_timeout"`
 	// MaxAlerts bounds the alerts tracked at once (firing, or resolved
 	// with the resolution not yet delivered). An alert raised beyond it
 	// is counted in tlsfront_alerts_untracked_total and summed up in one
 	// "alerts/overflow" alert. Default 256.
-	MaxAlerts int
+	MaxAlerts int `yaml:"max_alerts"`
 	// Client makes the requests; default a plain http.Client. A test seam.
-	Client *http.Client
+	Client *http.Client `yaml:"-"`
 }
 
 // Alert is a condition worth a person's attention. Key identifies it for

@@ -18,76 +18,92 @@ import (
 )
 
 // Options configure a Monitor. Zero values take the documented defaults.
+// The fields with YAML keys are the monitor section of tlsfront's
+// configuration; Validate checks them.
 type Options struct {
 	// Log receives alert lines, failed-handshake lines and summaries.
-	Log *slog.Logger
+	Log *slog.Logger `yaml:"-"`
 
 	// Certificates returns the certificates being served. It is called
 	// at scrape, status, probe and evaluation time, never on the
 	// handshake path.
-	Certificates func() []Certificate
+	Certificates func() []Certificate `yaml:"-"`
 	// Listeners returns the TLS and redirect listeners, with their bound
 	// addresses once serving.
-	Listeners func() []Listener
+	Listeners func() []Listener `yaml:"-"`
 	// LimitStats, when set, returns the limiter's state for /status. It
 	// must be JSON-encodable; /status shows its fields in snake_case.
-	LimitStats func() any
+	LimitStats func() any `yaml:"-"`
 	// Backends, when set, returns each backend's breaker state (the
 	// limiter's limits.Stats().Backends, converted). It is called at
 	// scrape, status and evaluation time, from several goroutines at
 	// once; breaker changes are logged and alerted on within one
 	// evaluation (10 s).
-	Backends func() []BackendState
+	Backends func() []BackendState `yaml:"-"`
 	// Version is the build's version, for tlsfront_build_info and
 	// /status.
-	Version string
+	Version string `yaml:"-"`
 
 	// ProbeTargets returns what to probe: for each TLS listener, the
 	// address an outside client dials and the server names to ask for.
-	// Nil disables the prober.
-	ProbeTargets func() []ProbeTarget
+	// Nil probes every TLS listener (Listener.TLS) for ProbeNames, or the
+	// names the certificates cover, through ProbeAddress.
+	ProbeTargets func() []ProbeTarget `yaml:"-"`
+	// ProbeNames are the server names probed; default every name the
+	// certificates cover (a wildcard as "tlsfront-probe.<domain>").
+	ProbeNames []string `yaml:"probe_names"`
+	// ProbeAddress is where outside clients connect, when not the bound
+	// address: a host (each listener's own port is used) or host:port
+	// (only with a single TLS listener).
+	ProbeAddress string `yaml:"probe_address"`
+	// ProbeDisabled turns the self-probe off.
+	ProbeDisabled bool `yaml:"probe_disabled"`
+	// ProbeCAFile is the PEM bundle of the roots clients trust, when it
+	// differs from the trust store (e.g. old devices); whoever builds
+	// ProbeRoots reads it, each round.
+	ProbeCAFile string `yaml:"probe_ca_file"`
 	// ProbeRoots returns the trust store probes verify against, as the
 	// clients' own. A nil pool means the system roots. It is called once
 	// per probe round, so an updated bundle is picked up.
-	ProbeRoots func() (*x509.CertPool, error)
+	ProbeRoots func() (*x509.CertPool, error) `yaml:"-"`
 	// ProbeInterval is the time between probe rounds; default 60 s.
-	ProbeInterval time.Duration
+	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// ProbeTimeout bounds one probe (dial and handshake); default 10 s.
-	ProbeTimeout time.Duration
+	ProbeTimeout time.Duration `yaml:"probe_timeout"`
 	// ProbeBudget is the most handshakes one probe round runs (default
 	// 256): with more names, rounds rotate through them, so that each
 	// name is checked at least once every ceil(names / ceil(budget/2))
 	// rounds (ceil(names / budget) while none fail).
-	ProbeBudget int
+	ProbeBudget int `yaml:"probe_budget"`
 	// ProbeConcurrency is how many probe handshakes run at once
 	// (default 8).
-	ProbeConcurrency int
+	ProbeConcurrency int `yaml:"probe_concurrency"`
 
 	// Alerts says where alerts go besides the log.
-	Alerts AlertOptions
+	Alerts AlertOptions `yaml:",inline"`
 	// ExpiryWarn are the thresholds of time left before a served
 	// certificate (any element of its chain) expires at which an alert
 	// is raised; default 21 and 7 days.
-	ExpiryWarn []time.Duration
+	ExpiryWarn Durations `yaml:"expiry_warn"`
 	// FailureRatio is the share of all handshakes over the last five
 	// minutes that failures of one reason must reach to alert; default
 	// 0.1.
-	FailureRatio float64
+	FailureRatio float64 `yaml:"failure_ratio"`
 	// FailureMin is the number of failures of one reason over the window
 	// below which no ratio alert is raised; default 50.
-	FailureMin int
+	FailureMin int `yaml:"failure_min"`
 	// RefusalSpike is the number of refusals by one limit over the window
 	// that raises an alert; default 100.
-	RefusalSpike int
+	RefusalSpike int `yaml:"refusal_spike"`
 
 	// HandshakeLogBurst is how many failed handshakes per (reason,
 	// fingerprint) are logged each HandshakeLogPeriod before the rest are
 	// only counted and summarised; default 5 per minute.
-	HandshakeLogBurst  int
-	HandshakeLogPeriod time.Duration
+	HandshakeLogBurst int `yaml:"handshake_log_burst"`
+	HandshakeLogPeriod time.Duration `yaml:"handshake_log_period"`
 
 	// Now is the clock; nil means time.Now. A test seam.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
 // Certificate is one served certificate, as the monitor sees it.
@@ -110,6 +126,9 @@ type Listener struct {
 	Kind string `json:"kind"`
 	// Address is the bound address once serving, else the configured one.
 	Address string `json:"address"`
+	// TLS is set for a listener that terminates TLS: one the probe
+	// checks.
+	TLS bool `json:"tls"`
 	// TLSProfile is the listener's TLS policy (modern, intermediate,
 	// legacy); empty for plain listeners. BelowDefault marks one that lets
 	// in clients the default refuses.
@@ -259,6 +278,7 @@ func New(o Options) (*Monitor, error) {
 	if o.Certificates == nil {
 		o.Certificates = func() []Certificate { return nil }
 	}
+	listenersGiven := o.Listeners != nil
 	if o.Listeners == nil {
 		o.Listeners = func() []Listener { return nil }
 	}
@@ -317,6 +337,12 @@ func New(o Options) (*Monitor, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	al.met = m.met
+	switch {
+	case m.o.ProbeDisabled:
+		m.o.ProbeTargets = nil
+	case m.o.ProbeTargets == nil && listenersGiven:
+		m.o.ProbeTargets = m.defaultProbeTargets
+	}
 	return m, nil
 }
 

@@ -53,7 +53,7 @@ type config struct {
 	// Sections owned by their own files.
 	Limits     limitsSection    `yaml:"limits"`      // config_limits.go
 	ACME       acmeConfig       `yaml:"acme"`        // config_acme.go
-	Monitor    monitorConfig    `yaml:"monitor"`     // config_monitor.go
+	Monitor    monitorSection   `yaml:"monitor"`     // config_monitor.go
 	Reload     reloadConfig     `yaml:"reload"`      // config_reload.go
 	ClientAuth clientAuthConfig `yaml:"client_auth"` // config_reload.go
 }
@@ -162,6 +162,7 @@ func defaultConfig() *config {
 		Log:           logConfig{Format: "text", Level: "info"},
 		Trust:         certs.DefaultTrust(),
 		Limits:        defaultLimits(),
+		Monitor:       defaultMonitor(),
 	}
 }
 

@@ -305,19 +305,19 @@ func TestMonitorConfig(t *testing.T) {
 		yaml    string
 		args    []string
 		wantErr string
-		check   func(t *testing.T, c monitorConfig)
+		check   func(t *testing.T, c monitorSection)
 	}{
-		{name: "defaults", check: func(t *testing.T, c monitorConfig) {
-			if c.ProbeInterval != time.Minute || c.AlertCooldown != time.Hour || c.ExpiryWarn.String() != "21d,7d" || c.FailureRatio != 0.1 || c.FailureMin != 50 {
+		{name: "defaults", check: func(t *testing.T, c monitorSection) {
+			if c.ProbeInterval != time.Minute || c.Alerts.Cooldown != time.Hour || c.ExpiryWarn.String() != "21d,7d" || c.FailureRatio != 0.1 || c.FailureMin != 50 {
 				t.Errorf("defaults = %+v", c)
 			}
 		}},
-		{name: "yaml with days", yaml: "monitor:\n  expiry_warn: [30d, 36h]\n  probe_names: [a.example]\n  alert_slack: https://hooks.slack.example/x\n", check: func(t *testing.T, c monitorConfig) {
-			if len(c.ExpiryWarn) != 2 || c.ExpiryWarn[0] != 30*day || c.ExpiryWarn[1] != 36*time.Hour || c.ProbeNames[0] != "a.example" {
+		{name: "yaml with days", yaml: "monitor:\n  expiry_warn: [30d, 36h]\n  probe_names: [a.example]\n  alert_slack: https://hooks.slack.example/x\n", check: func(t *testing.T, c monitorSection) {
+			if len(c.ExpiryWarn) != 2 || c.ExpiryWarn[0] != 30*24*time.Hour || c.ExpiryWarn[1] != 36*time.Hour || c.ProbeNames[0] != "a.example" {
 				t.Errorf("parsed %+v", c)
 			}
 		}},
-		{name: "flags win", yaml: "monitor:\n  probe_interval: 5m\n", args: []string{"--probe-interval", "30s", "--probe-names", "a.example, b.example", "--expiry-warn", "14d"}, check: func(t *testing.T, c monitorConfig) {
+		{name: "flags win", yaml: "monitor:\n  probe_interval: 5m\n", args: []string{"--probe-interval", "30s", "--probe-names", "a.example, b.example", "--expiry-warn", "14d"}, check: func(t *testing.T, c monitorSection) {
 			if c.ProbeInterval != 30*time.Second || len(c.ProbeNames) != 2 || c.ExpiryWarn.String() != "14d" {
 				t.Errorf("parsed %+v", c)
 			}
@@ -347,27 +347,6 @@ func TestMonitorConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.check(t, cfg.Monitor)
-		})
-	}
-}
-
-func TestProbeDialAddress(t *testing.T) {
-	for _, tc := range []struct {
-		name, probe, bound, want string
-	}{
-		{"loopback bound", "", "127.0.0.1:8883", "127.0.0.1:8883"},
-		{"all interfaces", "", "[::]:8883", "127.0.0.1:8883"},
-		{"public host, own port", "mqtt.example.com", "[::]:8883", "mqtt.example.com:8883"},
-		{"public host and port", "lb.example.com:443", "0.0.0.0:8883", "lb.example.com:443"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ap, err := net.ResolveTCPAddr("tcp", tc.bound)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := probeDialAddress(tc.probe, ap); got != tc.want {
-				t.Fatalf("got %s, want %s", got, tc.want)
-			}
 		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,52 +17,30 @@ import (
 // self-probe of every TLS listener that /readyz depends on, alerts and the
 // failed-handshake log. It starts nothing; it runs as a component.
 func (a *app) buildMonitor() error {
-	c := a.cfg.Monitor
-	c.defaults() // a config built in code never saw registerFlags
-	if err := a.cfg.checkProbeAddress(c.ProbeAddress); err != nil {
+	if err := a.cfg.checkProbeAddress(a.cfg.Monitor.ProbeAddress); err != nil {
 		return err
 	}
-	o := monitor.Options{
-		Log:          a.log.With("component", "monitor"),
-		Certificates: a.monitorCertificates,
-		Listeners:    a.monitorListeners,
-		LimitStats: func() any {
-			if a.limiter == nil {
-				return nil
-			}
-			return a.limiter.Stats()
-		},
-		ProbeRoots:    a.probeRoots,
-		Backends:      a.backendStates,
-		Version:       version,
-		ProbeInterval: c.ProbeInterval,
-		ProbeTimeout:  c.ProbeTimeout,
-		Alerts: monitor.AlertOptions{
-			Webhook:      c.AlertWebhook,
-			Slack:        c.AlertSlack,
-			Alertmanager: c.Alertmanager,
-			Cooldown:     c.AlertCooldown,
-			Retries:      c.AlertRetries,
-		},
-		ExpiryWarn:         c.ExpiryWarn,
-		FailureRatio:       c.FailureRatio,
-		FailureMin:         c.FailureMin,
-		RefusalSpike:       c.RefusalSpike,
-		HandshakeLogBurst:  c.HandshakeLogBurst,
-		HandshakeLogPeriod: c.HandshakeLogPeriod,
+	o := a.cfg.Monitor.Options
+	o.Log = a.log.With("component", "monitor")
+	o.Certificates = a.monitorCertificates
+	o.Listeners = a.monitorListeners
+	o.LimitStats = func() any {
+		if a.limiter == nil {
+			return nil
+		}
+		return a.limiter.Stats()
 	}
-	if !c.ProbeDisabled {
-		o.ProbeTargets = a.probeTargets
-	}
+	o.ProbeRoots = a.probeRoots
+	o.Backends = a.backendStates
+	o.Version = version
 	m, err := monitor.New(o)
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
-	if err := m.Registry().Register(limitsCollector{a}); err != nil {
-		return fmt.Errorf("monitor: %w", err)
-	}
-	if err := m.Registry().Register(issuanceCollector{a}); err != nil {
-		return fmt.Errorf("monitor: %w", err)
+	for _, c := range []prometheus.Collector{limitsCollector{a}, issuanceCollector{a}} {
+		if err := m.Registry().Register(c); err != nil {
+			return fmt.Errorf("monitor: %w", err)
+		}
 	}
 	a.mon = m
 	a.components = append(a.components, component{name: "monitor", run: func(ctx context.Context) error { m.Run(ctx); return nil }})
@@ -85,7 +62,7 @@ func (a *app) monitorCertificates() []monitor.Certificate {
 func (a *app) monitorListeners() []monitor.Listener {
 	var out []monitor.Listener
 	for _, l := range a.listeners {
-		ml := monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String()}
+		ml := monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String(), TLS: l.kind.tls}
 		if l.kind.tls {
 			ml.TLSProfile, ml.BelowDefault = l.cfg.TLS.policy.Name(), l.cfg.TLS.policy.BelowDefault()
 		}
@@ -110,67 +87,6 @@ func (c *config) checkProbeAddress(pa string) error {
 		return fmt.Errorf("monitor.probe_address: %q names one port but there are %d TLS listeners; give only the host, and each listener's own port is used", pa, n)
 	}
 	return nil
-}
-
-// probeTargets dials each TLS listener where outside clients do: through
-// the probe address when given, else the bound address, with a listener
-// bound on all interfaces reached on loopback.
-func (a *app) probeTargets() []monitor.ProbeTarget {
-	c := a.cfg.Monitor
-	names := c.ProbeNames
-	if len(names) == 0 {
-		names = a.certificateNames()
-	}
-	var out []monitor.ProbeTarget
-	for _, l := range a.listeners {
-		bound, ok := l.ln.Addr().(*net.TCPAddr)
-		if !l.kind.tls || !ok {
-			continue
-		}
-		out = append(out, monitor.ProbeTarget{Listener: l.cfg.Name, Address: probeDialAddress(c.ProbeAddress, bound), Names: names})
-	}
-	return out
-}
-func probeDialAddress(probeAddr string, bound *net.TCPAddr) string {
-	port := fmt.Sprint(bound.Port)
-	if probeAddr != "" {
-		if _, _, err := net.SplitHostPort(probeAddr); err == nil {
-			return probeAddr
-		}
-		return net.JoinHostPort(strings.Trim(probeAddr, "[]"), port)
-	}
-	host := bound.IP.String()
-	if bound.IP == nil || bound.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
-}
-
-// certificateNames are the names the served certificates cover, ACME's
-// included; a wildcard is probed with a label of our own.
-func (a *app) certificateNames() []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(n string) {
-		n = strings.ToLower(n)
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	for _, s := range a.certs.Served() {
-		leaf := s.Chain[0]
-		for _, n := range leaf.DNSNames {
-			if rest, ok := strings.CutPrefix(n, "*."); ok {
-				n = "tlsfront-probe." + rest
-			}
-			add(n)
-		}
-		for _, ip := range leaf.IPAddresses {
-			add(ip.String())
-		}
-	}
-	return out
 }
 
 // probeRoots are the roots the probe verifies against, as clients would:
