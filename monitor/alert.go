@@ -45,7 +45,7 @@ type AlertOptions struct {
 	// minute; after that the receiver is left alone for a while and the
 	// notification is tried again later, until it is delivered or no
 	// longer needed. Default 5.
-	Retries int `yaml:"alert_retries"`
+	Retries   int           `yaml:"alert_retries"`
 	RetryBase time.Duration `yaml:"-"`
 	// Timeout bounds one delivery attempt; default 10 s.
 	Timeout time.Duration `yaml:"alert_timeout"`

@@ -99,7 +99,7 @@ type Options struct {
 	// HandshakeLogBurst is how many failed handshakes per (reason,
 	// fingerprint) are logged each HandshakeLogPeriod before the rest are
 	// only counted and summarised; default 5 per minute.
-	HandshakeLogBurst int `yaml:"handshake_log_burst"`
+	HandshakeLogBurst  int           `yaml:"handshake_log_burst"`
 	HandshakeLogPeriod time.Duration `yaml:"handshake_log_period"`
 
 	// Now is the clock; nil means time.Now. A test seam.
