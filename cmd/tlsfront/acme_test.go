@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/pebbletest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
 	"github.com/tlsfront/tlsfront/report"
@@ -20,26 +21,26 @@ func TestACMEConfigValidate(t *testing.T) {
 	f := false
 	for _, tc := range []struct {
 		name string
-		c    acmeConfig
+		c    certs.ACMEConfig
 		want string // substring of the error; empty means valid
 	}{
-		{"off is valid whatever else is set", acmeConfig{Email: "x"}, ""},
-		{"names imply enabled", acmeConfig{Names: []string{"mqtt.example.com"}}, ""},
-		{"enabled without names", acmeConfig{Enabled: true}, "acme.names: none given"},
-		{"wildcard name", acmeConfig{Names: []string{"*.example.com"}}, "acme.names[0]: "},
-		{"duplicate name", acmeConfig{Names: []string{"a.example.com", "A.example.com"}}, "acme.names[1]: "},
-		{"http CA", acmeConfig{Names: []string{"a.example.com"}, CA: "http://ca.example/dir"}, "acme.ca: "},
-		{"bad email", acmeConfig{Names: []string{"a.example.com"}, Email: "ops"}, "acme.email: "},
-		{"half EAB", acmeConfig{Names: []string{"a.example.com"}, EABKeyID: "kid"}, "acme.eab_key_id: "},
-		{"EAB not base64url", acmeConfig{Names: []string{"a.example.com"}, EABKeyID: "kid", EABHMAC: "no/pe+"}, "acme.eab_hmac: "},
-		{"EAB ok", acmeConfig{Names: []string{"a.example.com"}, EABKeyID: "kid", EABHMAC: "c2VjcmV0LWtleS0xMjM"}, ""},
-		{"on-demand without allow", acmeConfig{OnDemand: acmeOnDemandConfig{Enabled: true}}, "acme.on_demand.allow: required"},
-		{"on-demand bad pattern", acmeConfig{OnDemand: acmeOnDemandConfig{Enabled: true, Allow: []string{"*.com"}}}, "acme.on_demand.allow[0]: "},
-		{"on-demand ok", acmeConfig{OnDemand: acmeOnDemandConfig{Enabled: true, Allow: []string{"*.devices.example.com"}, RequireDNSToHost: &f}}, ""},
-		{"bad public address", acmeConfig{OnDemand: acmeOnDemandConfig{Enabled: true, Allow: []string{"a.example.com"}, PublicAddresses: []string{"host"}}}, "acme.on_demand.public_addresses[0]: "},
+		{"off is valid whatever else is set", certs.ACMEConfig{Email: "x"}, ""},
+		{"names imply enabled", certs.ACMEConfig{Names: []string{"mqtt.example.com"}}, ""},
+		{"enabled without names", certs.ACMEConfig{Enabled: true}, "acme.names: none given"},
+		{"wildcard name", certs.ACMEConfig{Names: []string{"*.example.com"}}, "acme.names[0]: "},
+		{"duplicate name", certs.ACMEConfig{Names: []string{"a.example.com", "A.example.com"}}, "acme.names[1]: "},
+		{"http CA", certs.ACMEConfig{Names: []string{"a.example.com"}, CA: "http://ca.example/dir"}, "acme.ca: "},
+		{"bad email", certs.ACMEConfig{Names: []string{"a.example.com"}, Email: "ops"}, "acme.email: "},
+		{"half EAB", certs.ACMEConfig{Names: []string{"a.example.com"}, EABKeyID: "kid"}, "acme.eab_key_id: "},
+		{"EAB not base64url", certs.ACMEConfig{Names: []string{"a.example.com"}, EABKeyID: "kid", EABHMAC: "no/pe+"}, "acme.eab_hmac: "},
+		{"EAB ok", certs.ACMEConfig{Names: []string{"a.example.com"}, EABKeyID: "kid", EABHMAC: "c2VjcmV0LWtleS0xMjM"}, ""},
+		{"on-demand without allow", certs.ACMEConfig{OnDemand: certs.ACMEOnDemandConfig{Enabled: true}}, "acme.on_demand.allow: required"},
+		{"on-demand bad pattern", certs.ACMEConfig{OnDemand: certs.ACMEOnDemandConfig{Enabled: true, Allow: []string{"*.com"}}}, "acme.on_demand.allow[0]: "},
+		{"on-demand ok", certs.ACMEConfig{OnDemand: certs.ACMEOnDemandConfig{Enabled: true, Allow: []string{"*.devices.example.com"}, RequireDNSToHost: &f}}, ""},
+		{"bad public address", certs.ACMEConfig{OnDemand: certs.ACMEOnDemandConfig{Enabled: true, Allow: []string{"a.example.com"}, PublicAddresses: []string{"host"}}}, "acme.on_demand.public_addresses[0]: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.c.validate()
+			err := tc.c.Validate()
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
@@ -62,10 +63,10 @@ func TestACMEFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cfg.ACME
-	if !c.enabled() || strings.Join(c.Names, " ") != "a.example.com b.example.com c.example.com" || c.Email != "ops@example.com" {
+	if !c.On() || strings.Join(c.Names, " ") != "a.example.com b.example.com c.example.com" || c.Email != "ops@example.com" {
 		t.Fatalf("acme config %+v", c)
 	}
-	if !c.OnDemand.Enabled || c.OnDemand.requireDNS() || len(c.OnDemand.Allow) != 1 || len(c.OnDemand.PublicAddresses) != 1 {
+	if !c.OnDemand.Enabled || c.OnDemand.RequireDNS() || len(c.OnDemand.Allow) != 1 || len(c.OnDemand.PublicAddresses) != 1 {
 		t.Fatalf("on_demand %+v", c.OnDemand)
 	}
 }

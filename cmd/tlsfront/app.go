@@ -187,7 +187,7 @@ func (a *app) buildLimiter() error {
 // loads every certificate through the same pipeline a reload uses.
 func (a *app) buildCertificates(ctx context.Context) error {
 	var dynamic certs.Dynamic
-	if a.cfg.ACME.enabled() {
+	if a.cfg.ACME.On() {
 		opts, err := a.acmeOptions()
 		if err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 
 	"github.com/tlsfront/tlsfront/certs"
@@ -104,42 +103,17 @@ func (a *app) buildRedirect(lc listenerConfig) (proxy.Listener, error) {
 	return proxy.NewRedirect(o), nil
 }
 
-// acmeOptions turns the acme section into certs.ACMEOptions.
+// acmeOptions is the acme section as certs.ACMEOptions, reporting its
+// events.
 func (a *app) acmeOptions() (certs.ACMEOptions, error) {
-	c := &a.cfg.ACME
-	o := certs.ACMEOptions{
-		CA:       c.CA,
-		Email:    c.Email,
-		EABKeyID: c.EABKeyID,
-		EABHMAC:  c.EABHMAC,
-		Storage:  c.Storage,
-		OnEvent:  certs.ReportACME(a.rep, a.log),
-		Log:      a.log.With("component", "acme"),
+	o, err := a.cfg.ACME.Options(a.cfg.StateDir)
+	if err != nil {
+		return o, err
 	}
-	if o.Storage == "" {
-		o.Storage = certs.DefaultACMEStorage(a.cfg.StateDir)
-	}
+	o.OnEvent = certs.ReportACME(a.rep, a.log)
+	o.Log = a.log.With("component", "acme")
 	if a.redis != nil {
 		o.StorageBackend = a.redis
-	}
-	if c.CARoot != "" {
-		pool, err := certs.ReadPool(c.CARoot)
-		if err != nil {
-			return o, fmt.Errorf("acme.ca_root: %w", err)
-		}
-		o.CARoots = pool
-	}
-	if od := &c.OnDemand; od.Enabled {
-		o.OnDemand = &certs.OnDemandOptions{Allow: od.Allow, RequireDNSToHost: od.requireDNS(),
-			MaxConcurrent: od.MaxConcurrent, MaxPending: od.MaxPending, MaxPerMinute: od.MaxPerMinute,
-			MaxPerDomainPerHour: od.MaxPerDomainPerHour, RetryBackoff: od.RetryBackoff}
-		for _, s := range od.PublicAddresses {
-			ip, err := netip.ParseAddr(s)
-			if err != nil {
-				return o, fmt.Errorf("acme.on_demand.public_addresses: %w", err)
-			}
-			o.OnDemand.PublicAddrs = append(o.OnDemand.PublicAddrs, ip)
-		}
 	}
 	if !a.cfg.hasChallengePort() {
 		a.log.Warn("acme: no redirect listener on port 80 and no TLS listener on port 443; challenges succeed only if the CA's connections to those ports are forwarded to tlsfront's listeners")

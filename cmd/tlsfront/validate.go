@@ -131,7 +131,7 @@ func (c *config) validate() error {
 			}
 		}
 	}
-	if len(c.Certificates) == 0 && !c.ACME.enabled() && c.hasTLSListener() {
+	if len(c.Certificates) == 0 && !c.ACME.On() && c.hasTLSListener() {
 		bad("certificates", "none configured; give --cert and --key, a certificates section, or acme")
 	}
 	for i, cc := range c.Certificates {
@@ -150,7 +150,10 @@ func (c *config) validate() error {
 			errs = append(errs, prefixErrors(sec.key, sec.err))
 		}
 	}
-	for _, v := range []interface{ validate() error }{&c.Limits, &c.ACME, &c.Monitor, &c.Reload, &c.ClientAuth} {
+	if err := c.ACME.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range []interface{ validate() error }{&c.Limits, &c.Monitor, &c.Reload, &c.ClientAuth} {
 		if err := v.validate(); err != nil {
 			errs = append(errs, err)
 		}
