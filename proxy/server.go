@@ -46,6 +46,9 @@ type Options struct {
 	// IdleTimeout closes a tcp connection with no traffic either way for
 	// this long; zero means never (MQTT keepalive does the job).
 	IdleTimeout time.Duration
+	// ParkAfter: a tcp connection direction with no data for this long
+	// waits with no goroutine or buffer of ours; zero means 1 s, negative never.
+	ParkAfter time.Duration
 	// AcceptProxyHeader reads a PROXY protocol header from a trusted load
 	// balancer in front, and treats its source as the client.
 	AcceptProxyHeader bool
@@ -104,10 +107,11 @@ type Hooks struct {
 // Server serves one listener. It owns its accept loop and every
 // connection it accepted.
 type Server struct {
-	opts Options
-	tls  *tls.Config
-	log  *slog.Logger
-	http *httpFront // KindHTTP only
+	opts  Options
+	tls   *tls.Config
+	log   *slog.Logger
+	http  *httpFront // KindHTTP only
+	pipes *pipes     // KindTCP copying
 	// clientIDLimit: MQTT CONNECTs are read before the backend is dialled,
 	// to limit by client id.
 	clientIDLimit bool
@@ -143,6 +147,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, log: o.Log.With("listener", o.Name), active: map[*conn]net.Conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tls = serverTLSConfig(o.TLS)
+	s.pipes = newPipes(pipeOptions{IdleTimeout: o.IdleTimeout, ParkAfter: o.ParkAfter, Log: s.log})
 	s.clientIDLimit = o.Kind == KindTCP && o.Protocol == "mqtt" && o.Limiter.Config().ClientIDRate > 0
 	switch o.Kind {
 	case KindTCP:
@@ -451,9 +456,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.pipes.closeAll() // stops the watcher
 		return httpErr
 	case <-ctx.Done():
 	}
+	s.pipes.closeAll()
 	s.mu.Lock()
 	n := len(s.active)
 	for c, b := range s.active {

@@ -69,7 +69,7 @@ func (s *Server) forwardTCP(tc *tls.Conn, c *conn) bool {
 		bc.SetWriteDeadline(time.Time{})
 	}
 	s.opened()
-	s.startPipe(tc, bc, func(in, out int64) {
+	s.pipes.start(tc, bc, func(in, out int64) {
 		bc.Close()
 		s.closed(in+int64(len(head)), out)
 		c.Close()

@@ -1,0 +1,18 @@
+//go:build !linux
+
+package proxy
+
+import "errors"
+
+// watcher would hold parked directions; without epoll there is none, and
+// quiet directions keep waiting on their goroutines (see park_linux.go).
+type watcher struct{}
+
+func newWatcher() (*watcher, error) {
+	return nil, errors.New("parking needs epoll (linux)")
+}
+
+func (w *watcher) park(*half) bool   { return false }
+func (w *watcher) unpark(*half) bool { return false }
+func (w *watcher) len() int          { return 0 }
+func (w *watcher) close()            {}
