@@ -97,7 +97,7 @@ func (w *watcher) loop() {
 			}
 			w.mu.Unlock()
 			if h != nil {
-				go h.run()
+				go h.run(false)
 			}
 		}
 	}

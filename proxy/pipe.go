@@ -17,10 +17,13 @@ const (
 	// record is never split across reads and reaches the backend in one
 	// write.
 	bigBuf = 32 << 10
-	// smallBuf is what a quiet TLS direction blocks on where it cannot
-	// park (parking off, or no epoll): crypto/tls needs a buffer to read
-	// into. The first record after the quiet spell is split once.
+	// smallBuf is what a quiet TLS direction blocks on where there is no
+	// socket to wait on (not unix): crypto/tls needs a buffer to read into.
+	// The first record after the quiet spell is split once.
 	smallBuf = 512
+	// maxPlaintextRecord is the most one TLS record carries: a read that
+	// returns less is likely not part of a bulk flow.
+	maxPlaintextRecord = 16 << 10
 	// closeGrace bounds how long one direction may stay open after the
 	// other has finished, so a peer that never closes cannot hang us.
 	closeGrace = 30 * time.Second
@@ -103,8 +106,8 @@ func (ps *pipes) start(client halfCloser, backend net.Conn, finish func(fromClie
 	closed := ps.closed
 	ps.all[p] = struct{}{}
 	ps.mu.Unlock()
-	go p.halves[0].run()
-	go p.halves[1].run()
+	go p.halves[0].run(true)
+	go p.halves[1].run(true)
 	if closed {
 		p.abort()
 	}
@@ -197,9 +200,10 @@ var errParked = errors.New("parked")
 // errIdle ends a direction on the idle timeout.
 var errIdle = errors.New("idle timeout")
 
-// run copies until the direction ends or parks.
-func (h *half) run() {
-	if err := h.copy(); err == errParked {
+// run copies until the direction ends or parks. first is true when the
+// direction starts, false when its socket woke it from parking.
+func (h *half) run(first bool) {
+	if err := h.copy(first); err == errParked {
 		return
 	}
 	h.end()
@@ -215,39 +219,74 @@ func (h *half) end() {
 // copy copies from src to dst. It returns nil at EOF, errParked when it
 // parked, or the error that stopped it.
 //
-// Deadlines: src's read deadline is set only when a quiet spell could
-// start, not per read, and is moved on when it fires after data came.
-func (h *half) copy() error {
+// No buffer is held while waiting: a plain socket is read through raw
+// once readable (readRaw). crypto/tls needs a buffer to read into, so
+// after a read that was not a full record the TLS direction looks, without
+// blocking, whether crypto/tls holds more (a read under an expired
+// deadline); only once that timed out does it give the buffer back and
+// wait for its socket to be readable. A timed-out read is also what
+// allows parking (see park_linux.go).
+//
+// The read deadline is set when a quiet spell could start, not per read,
+// and moved on when it fires after data came.
+func (h *half) copy(first bool) error {
 	ps := h.p.ps
 	idle := ps.opts.IdleTimeout
-	last := time.Now()     // last data in this direction
-	quiet := false         // waiting on a small buffer, can't park
-	var deadline time.Time // zero: to be worked out before the next read
-	armed := false         // a read deadline is set on src
+	last := time.Now() // last data in this direction
+	// deadline is the read deadline set on src (zero: none); recheck says
+	// it must be worked out again before the next wait.
+	var deadline time.Time
+	recheck := true
+	// Only for a TLS src without a socket to wait on: quiet, it blocks
+	// on a small buffer.
+	quiet := false
+	// waits says the direction can wait for its socket to be readable:
+	// a TLS src with a socket under it.
+	waits := h.raw != nil && !h.rawReads
+	// probe: crypto/tls may hold more, read without blocking. A new
+	// direction starts so: the handshake may have read early data along
+	// with its own. One woken from parking has bytes on its socket.
+	probe := waits && first
+	drained := false // nothing is buffered above the socket
 	var buf *[]byte
-	defer func() {
-		if buf != nil {
-			putBuf(buf)
-		}
-	}()
+	defer func() { putBuf(buf) }()
 	for {
-		if deadline.IsZero() {
-			deadline = h.nextCheck(last, quiet)
-			if !deadline.IsZero() || armed {
-				h.src.SetReadDeadline(deadline)
-				armed = !deadline.IsZero()
+		if recheck {
+			next := h.nextCheck(last, quiet)
+			if next != deadline {
+				h.src.SetReadDeadline(next)
+				deadline = next
 			}
+			recheck = false
 		}
 		var n int
 		var err error
-		if !h.rawReads {
+		switch {
+		case h.rawReads:
+			n, err = readRaw(h.raw, &buf)
+		case drained:
+			if err = waitReadable(h.raw); err == nil {
+				drained = false
+				continue
+			}
+		default:
 			if buf == nil {
 				buf = getBuf(quiet)
 			}
+			if probe {
+				h.src.SetReadDeadline(aLongTimeAgo)
+			}
 			n, err = h.src.Read(*buf)
-		} else {
-			// A plain socket: wait for readability without a buffer.
-			n, err = readRaw(h.raw, &buf)
+			if probe {
+				probe = false
+				h.src.SetReadDeadline(deadline)
+				if n == 0 && isTimeout(err) {
+					putBuf(buf)
+					buf = nil
+					drained = true
+					continue
+				}
+			}
 		}
 		if n > 0 {
 			last = time.Now()
@@ -257,16 +296,19 @@ func (h *half) copy() error {
 			if werr != nil {
 				return werr
 			}
-			if quiet {
+			switch {
+			case h.rawReads:
+				putBuf(buf)
+				buf = nil
+			case quiet:
 				// Data again: back to the big buffer.
 				quiet = false
 				putBuf(buf)
 				buf = nil
-				deadline = time.Time{}
-			}
-			if h.rawReads {
-				putBuf(buf)
-				buf = nil
+				recheck = true
+			case waits && n < maxPlaintextRecord:
+				// Not a full record, so likely not a bulk flow.
+				probe = true
 			}
 		}
 		if err == nil {
@@ -278,17 +320,20 @@ func (h *half) copy() error {
 		if !isTimeout(err) {
 			return err
 		}
+		if waits {
+			// The read timed out: nothing is buffered above the socket.
+			drained = true
+			putBuf(buf)
+			buf = nil
+		}
 		now := time.Now()
 		if idle > 0 && now.Sub(time.Unix(0, h.p.lastActive.Load())) >= idle {
 			return errIdle
 		}
-		deadline = time.Time{}
+		recheck = true
 		if quiet || now.Sub(last) < ps.quietWait {
 			continue // data came since the deadline was set
 		}
-		// This direction has been quiet for quietWait. The read that
-		// just timed out proves nothing is buffered above the socket (see
-		// park.go), so the socket's readiness is enough to wake it.
 		if buf != nil {
 			putBuf(buf)
 			buf = nil
@@ -296,17 +341,22 @@ func (h *half) copy() error {
 		if h.park() {
 			return errParked
 		}
-		// Cannot park: a reader that needs a buffer waits on a small one.
-		quiet = !h.rawReads
+		// Cannot park. A reader that has no socket to wait on waits on a
+		// small buffer.
+		quiet = h.raw == nil
 	}
 }
+
+// aLongTimeAgo is an expired deadline: a read under it returns what is
+// buffered or times out at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // nextCheck is when a quiet spell that starts now should be looked at:
 // when it would let the direction park or go quiet, or hit the idle
 // timeout. Zero means never.
 func (h *half) nextCheck(last time.Time, quiet bool) time.Time {
 	var t time.Time
-	if !quiet && (!h.rawReads || h.p.ps.park) {
+	if !quiet && (h.raw == nil || h.p.ps.park) {
 		t = last.Add(h.p.ps.quietWait)
 	}
 	if idle := h.p.ps.opts.IdleTimeout; idle > 0 {

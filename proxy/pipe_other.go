@@ -16,3 +16,7 @@ func plainSocketOf(net.Conn) syscall.RawConn { return nil }
 
 // socketOf returns nil: there is no watcher to park in.
 func socketOf(net.Conn) syscall.RawConn { return nil }
+
+// waitReadable is never called here: without a socket no direction waits
+// for readability.
+func waitReadable(syscall.RawConn) error { panic("proxy: waiting for readability needs unix") }

@@ -85,3 +85,16 @@ func socketOf(c net.Conn) syscall.RawConn {
 		}
 	}
 }
+
+// waitReadable waits until the socket behind raw has bytes to read, has
+// reached the end of its stream or failed, without reading. A read
+// deadline set on the socket's net.Conn applies.
+func waitReadable(raw syscall.RawConn) error {
+	return raw.Read(func(fd uintptr) bool {
+		// Peek rather than trust the poller's last word: the socket may
+		// hold bytes that arrived before we started waiting.
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
+}
