@@ -355,11 +355,10 @@ func (s *Server) serveConn(c *conn) {
 
 func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.HandshakeTimeout)
-	defer cancel()
-	// The deadline also covers a client that trickles bytes.
+	// The deadline bounds the handshake, a client that trickles bytes
+	// too; s.ctx only cuts it short at shutdown.
 	c.SetDeadline(start.Add(s.opts.HandshakeTimeout))
-	err := tc.HandshakeContext(ctx)
+	err := tc.HandshakeContext(s.ctx)
 	c.SetDeadline(time.Time{})
 	ev := &HandshakeEvent{
 		Listener:   s.opts.Name,
