@@ -45,8 +45,8 @@ type pipeOptions struct {
 	// ParkAfter is how long a direction with no data keeps its goroutine
 	// before it parks: its socket waits in the shared readiness watcher,
 	// with no goroutine and no buffer of ours. Zero means 1 s; negative
-	// turns parking off (a quiet direction then waits on its goroutine,
-	// a TLS one on a 512-byte buffer).
+	// turns parking off: a quiet direction then waits on its goroutine,
+	// still with no buffer.
 	ParkAfter time.Duration
 	Log       *slog.Logger
 }
@@ -92,7 +92,7 @@ func (ps *pipes) start(client halfCloser, backend net.Conn, finish func(fromClie
 	p := &pipe{ps: ps, client: client, backend: backend, finish: finish}
 	p.lastActive.Store(time.Now().UnixNano())
 	p.left.Store(2)
-	p.halves[0] = half{p: p, src: client, dst: backend, fromTLS: true}
+	p.halves[0] = half{p: p, src: client, dst: backend}
 	p.halves[1] = half{p: p, src: backend, dst: client}
 	// The client's socket is under crypto/tls (and maybe a PROXY header
 	// reader); it serves only to wait for readability. The backend's is
@@ -188,7 +188,6 @@ type half struct {
 	p        *pipe
 	src, dst net.Conn
 	raw      syscall.RawConn // src's socket, or nil: this direction cannot park
-	fromTLS  bool            // src is the TLS client
 	rawReads bool            // src is a plain socket read through raw
 	n        int64           // bytes copied
 	token    uint32          // the watcher's key while parked; guarded by the watcher

@@ -387,3 +387,37 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Cleanup(func() { f.Close() })
 	return near, f
 }
+
+func TestIdleTimeoutParkedOrNot(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		parkAfter time.Duration
+	}{
+		{"parking off", -1},
+		{"parked", 10 * time.Millisecond},
+		{"closed before parking", time.Hour},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			be := newEchoBackend(t, false)
+			o := Options{Backend: be.backend(), ParkAfter: tt.parkAfter, IdleTimeout: 200 * time.Millisecond}
+			closed := closedHook(&o)
+			p := startProxy(t, o)
+			c := p.dial(t, "localhost")
+			for _, msg := range []string{"one", "two"} {
+				if got := roundTrip(t, c, msg); got != msg {
+					t.Fatalf("echo = %q", got)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("read after idle = %d, %v; want EOF", n, err)
+			}
+			if got := waitClosed(t, closed); got != (byteCounts{6, 6}) {
+				t.Fatalf("bytes reported = %+v", got)
+			}
+			if tt.parkAfter < 0 && p.pipes.parked() != 0 {
+				t.Fatal("parked with parking off")
+			}
+		})
+	}
+}
