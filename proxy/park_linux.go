@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"syscall"
@@ -43,6 +44,7 @@ import (
 
 // watcher is the readiness watcher parked directions wait in.
 type watcher struct {
+	log  *slog.Logger
 	file *os.File // the epoll instance
 	rc   syscall.RawConn
 	done chan struct{} // closed when loop returns
@@ -53,7 +55,7 @@ type watcher struct {
 	parked map[uint32]*half
 }
 
-func newWatcher() (*watcher, error) {
+func newWatcher(log *slog.Logger) (*watcher, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -69,7 +71,7 @@ func newWatcher() (*watcher, error) {
 		f.Close()
 		return nil, fmt.Errorf("epoll raw conn: %w", err)
 	}
-	w := &watcher{file: f, rc: rc, done: make(chan struct{}), parked: map[uint32]*half{}}
+	w := &watcher{log: log, file: f, rc: rc, done: make(chan struct{}), parked: map[uint32]*half{}}
 	go w.loop()
 	return w, nil
 }
@@ -80,15 +82,26 @@ func (w *watcher) loop() {
 	events := make([]unix.EpollEvent, 64)
 	for {
 		var n int
+		var werr error
 		err := w.rc.Read(func(epfd uintptr) bool {
-			var werr error
-			n, werr = unix.EpollWait(int(epfd), events, 0)
-			return werr != unix.EINTR && n != 0 // nothing ready: wait
+			for {
+				// A zero timeout never blocks; EINTR is unlikely but must
+				// not be taken for "nothing ready".
+				if n, werr = unix.EpollWait(int(epfd), events, 0); werr != unix.EINTR {
+					return n != 0 // nothing ready: wait for the netpoller
+				}
+			}
 		})
 		if err != nil {
 			return // closed
 		}
-		for _, ev := range events[:max(n, 0)] {
+		if werr != nil {
+			// Cannot happen with a valid descriptor and buffer; if it
+			// does, parked directions are still ended by closeAll.
+			w.log.Error("epoll_wait failed; parked connections wake no more", "err", werr)
+			return
+		}
+		for _, ev := range events[:n] {
 			w.mu.Lock()
 			h := w.parked[uint32(ev.Fd)]
 			if h != nil {

@@ -2,13 +2,16 @@
 
 package proxy
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+)
 
 // watcher would hold parked directions; without epoll there is none, and
 // quiet directions keep waiting on their goroutines (see park_linux.go).
 type watcher struct{}
 
-func newWatcher() (*watcher, error) {
+func newWatcher(*slog.Logger) (*watcher, error) {
 	return nil, errors.New("parking needs epoll (linux)")
 }
 

@@ -146,7 +146,7 @@ func (ps *pipes) watcher() *watcher {
 		return nil
 	}
 	if ps.w == nil {
-		ps.w, ps.wErr = newWatcher()
+		ps.w, ps.wErr = newWatcher(ps.opts.Log)
 		if ps.wErr != nil {
 			ps.opts.Log.Warn("parking idle connections is off", "err", ps.wErr)
 			return nil
