@@ -187,3 +187,16 @@ func (w *watcher) close() {
 	w.file.Close()
 	<-w.done
 }
+
+// pendingBytes is how many bytes the socket behind raw holds unread, or 0
+// if that cannot be told.
+func pendingBytes(raw syscall.RawConn) int {
+	var n int
+	raw.Control(func(fd uintptr) {
+		var err error
+		if n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ); err != nil {
+			n = 0
+		}
+	})
+	return n
+}

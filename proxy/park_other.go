@@ -5,6 +5,7 @@ package proxy
 import (
 	"errors"
 	"log/slog"
+	"syscall"
 )
 
 // watcher would hold parked directions; without epoll there is none, and
@@ -19,3 +20,6 @@ func (w *watcher) park(*half) bool   { return false }
 func (w *watcher) unpark(*half) bool { return false }
 func (w *watcher) len() int          { return 0 }
 func (w *watcher) close()            {}
+
+// pendingBytes returns 0: without SIOCINQ each record is written alone.
+func pendingBytes(syscall.RawConn) int { return 0 }

@@ -14,8 +14,7 @@ import (
 const (
 	// bigBuf is what a direction reads into while data flows. crypto/tls
 	// returns at most one record (16 KiB of plaintext) per Read, so a
-	// record is never split across reads and reaches the backend in one
-	// write.
+	// record is never split across reads; two whole records fit.
 	bigBuf = 32 << 10
 	// smallBuf is what a quiet TLS direction blocks on where there is no
 	// socket to wait on (not unix): crypto/tls needs a buffer to read into.
@@ -24,6 +23,9 @@ const (
 	// maxPlaintextRecord is the most one TLS record carries: a read that
 	// returns less is likely not part of a bulk flow.
 	maxPlaintextRecord = 16 << 10
+	// maxRecordOnWire is the most one TLS record takes on the wire: a
+	// header, the plaintext and up to 256 bytes of expansion.
+	maxRecordOnWire = 5 + maxPlaintextRecord + 256
 	// closeGrace bounds how long one direction may stay open after the
 	// other has finished, so a peer that never closes cannot hang us.
 	closeGrace = 30 * time.Second
@@ -285,6 +287,8 @@ func (h *half) copy(first bool) error {
 					drained = true
 					continue
 				}
+			} else if waits {
+				n, err = h.readMore(*buf, n, err)
 			}
 		}
 		if n > 0 {
@@ -344,6 +348,23 @@ func (h *half) copy(first bool) error {
 		// small buffer.
 		quiet = h.raw == nil
 	}
+}
+
+// readMore adds whole records to buf[:n] while a full record came, the
+// buffer has room for another and the socket already holds one, so that
+// a bulk flow reaches the backend in writes of up to len(buf).
+//
+// The socket holding a whole record's worth of bytes means the next Read
+// does not block: crypto/tls needs at most that many (fewer if it buffered
+// part of the record already). Only a peer that sends that much in
+// post-handshake messages could make it wait, delaying its own data.
+func (h *half) readMore(buf []byte, n int, err error) (int, error) {
+	for err == nil && n%maxPlaintextRecord == 0 && len(buf)-n >= maxPlaintextRecord && pendingBytes(h.raw) >= maxRecordOnWire {
+		var m int
+		m, err = h.src.Read(buf[n:])
+		n += m
+	}
+	return n, err
 }
 
 // aLongTimeAgo is an expired deadline: a read under it returns what is

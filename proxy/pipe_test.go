@@ -298,6 +298,8 @@ func (w *writeSizes) Write(p []byte) (int, error) {
 }
 
 func TestFullRecordsReachBackendWhole(t *testing.T) {
+	// Records are never split; where the socket already holds the next
+	// one, two may go in one write.
 	ca := pkitest.NewCA(t)
 	leaf := ca.Leaf(pki.Options{})
 	serverConfig := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.DER, ca.Intermediate.DER}, PrivateKey: leaf.Key}}}
@@ -355,8 +357,9 @@ func TestFullRecordsReachBackendWhole(t *testing.T) {
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	t.Logf("%d writes for %d records", len(rec.sizes), total>>14)
 	for i, n := range rec.sizes {
-		if n != 16<<10 {
+		if n == 0 || n%(16<<10) != 0 {
 			t.Fatalf("write %d to the backend was %d bytes, want whole 16 KiB records (all: %v)", i, n, rec.sizes)
 		}
 	}
