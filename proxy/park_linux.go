@@ -124,7 +124,12 @@ func (w *watcher) park(h *half) bool {
 	if w.closed {
 		return false
 	}
+	// Tokens wrap after 2^32 parks; skip any still held by a direction
+	// parked since then.
 	w.next++
+	for w.parked[w.next] != nil {
+		w.next++
+	}
 	tok := w.next
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(tok)}
 	var cerr error

@@ -424,3 +424,57 @@ func TestIdleTimeoutParkedOrNot(t *testing.T) {
 		})
 	}
 }
+
+func TestParkingThroughWrappers(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("parking needs epoll")
+	}
+	tests := []struct {
+		name    string
+		opts    func(t *testing.T) Options
+		connect func(t *testing.T, p *testProxy) net.Conn
+	}{
+		{
+			name: "PROXY header from a load balancer",
+			opts: func(t *testing.T) Options {
+				return Options{Backend: newEchoBackend(t, false).backend(), AcceptProxyHeader: true}
+			},
+			connect: func(t *testing.T, p *testProxy) net.Conn {
+				raw, err := net.Dial("tcp", p.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { raw.Close() })
+				io.WriteString(raw, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 8883\r\n")
+				return tls.Client(raw, p.ca.ClientConfig("localhost"))
+			},
+		},
+		{
+			name: "unix socket backend",
+			opts: func(t *testing.T) Options {
+				ln, err := net.Listen("unix", t.TempDir()+"/broker.sock")
+				if err != nil {
+					t.Fatal(err)
+				}
+				testnet.Serve(t, ln, func(c net.Conn) { io.Copy(c, c) })
+				return Options{Backend: Backend{Network: "unix", Address: ln.Addr().String()}}
+			},
+			connect: func(t *testing.T, p *testProxy) net.Conn { return p.dial(t, "localhost") },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.opts(t)
+			o.ParkAfter = 10 * time.Millisecond
+			p := startProxy(t, o)
+			c := tt.connect(t, p)
+			for i := range 3 {
+				msg := fmt.Sprintf("message %d", i)
+				if got := roundTrip(t, c, msg); got != msg {
+					t.Fatalf("echo = %q", got)
+				}
+				waitFor(t, "both directions parked", func() bool { return p.pipes.parked() == 2 })
+			}
+		})
+	}
+}
