@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -438,8 +439,15 @@ func (p *pipe) end() {
 //
 // Closing comes first: a direction about to park finds its socket closed
 // and does not; one parked before is still in the watcher to take back.
+// The client's connection is closed under TLS: a close_notify could wait
+// up to 5 s for a client that reads nothing, and closeAll aborts one
+// connection after another.
 func (p *pipe) abort() {
-	p.client.Close()
+	if tc, ok := p.client.(*tls.Conn); ok {
+		tc.NetConn().Close()
+	} else {
+		p.client.Close()
+	}
 	p.backend.Close()
 	p.endParked()
 }
