@@ -152,6 +152,12 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		}
 		runtime.ReadMemStats(&grown)
 		goroutines := runtime.NumGoroutine() - g0
+		// Quiet connections park after a second: wait until their copy
+		// goroutines have returned (bounded).
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && runtime.NumGoroutine()-g0 > n/10; {
+			time.Sleep(50 * time.Millisecond)
+		}
+		parkedGoroutines := runtime.NumGoroutine() - g0
 		// Two cycles: the first shrinks stacks used below a quarter, and
 		// publishes the profile of the one before.
 		runtime.GC()
@@ -168,6 +174,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 
 		per := func(a, b uint64) float64 { return (float64(b) - float64(a)) / n }
 		b.ReportMetric(float64(goroutines)/n, "goroutines/conn")
+		b.ReportMetric(float64(parkedGoroutines)/n, "goroutines-parked/conn")
 		b.ReportMetric(per(base.StackInuse, grown.StackInuse), "stack-B/conn")
 		b.ReportMetric(per(base.StackInuse, settled.StackInuse), "stack-after-gc-B/conn")
 		b.ReportMetric(per(base.StackInuse, floor.StackInuse), "stack-after-8gc-B/conn")

@@ -341,6 +341,79 @@ func (cl *client) rtt(ctx context.Context, src netip.Addr, size, warmup, n int, 
 	return res
 }
 
+// wakeResult pairs, per connection, the round trip of the first message
+// after a quiet spell with the one right after it.
+type wakeResult struct {
+	cold, warm []time.Duration // same order: cold[i] and warm[i] are one connection's
+	errs       errCount
+}
+
+// extra is the median over connections of cold minus warm.
+func (w *wakeResult) extra() (time.Duration, bool) {
+	if len(w.cold) == 0 {
+		return 0, false
+	}
+	d := make([]time.Duration, len(w.cold))
+	for i := range w.cold {
+		d[i] = w.cold[i] - w.warm[i]
+	}
+	slices.Sort(d)
+	return d[len(d)/2], true
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// wake opens n connections (handshake and one echo each), leaves them all
+// quiet for quiet, then on each in turn times one 1 KiB round trip (cold:
+// a proxy that parks idle connections has parked it) and at once a second
+// (warm). Bounded by n and by d.
+func (cl *client) wake(ctx context.Context, src netip.Addr, n int, quiet, d time.Duration) *wakeResult {
+	res := &wakeResult{}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var set idleSet
+	defer set.closeAll()
+	set.open(ctx, cl, src, n, 4, d/2)
+	if set.errs.n > 0 {
+		res.errs.add(set.errs.first)
+	}
+	select {
+	case <-time.After(quiet):
+	case <-ctx.Done():
+		return res
+	}
+	msg := make([]byte, 1024)
+	buf := make([]byte, len(msg))
+	for _, c := range set.conns {
+		if ctx.Err() != nil {
+			break
+		}
+		var rt [2]time.Duration
+		var err error
+		for i := range rt {
+			t0 := time.Now()
+			if err = echoOnce(c, msg, buf); err != nil {
+				break
+			}
+			rt[i] = time.Since(t0)
+		}
+		if err != nil {
+			res.errs.add(err)
+			continue
+		}
+		res.cold = append(res.cold, rt[0])
+		res.warm = append(res.warm, rt[1])
+	}
+	return res
+}
+
 // idleSet is a set of open, quiet connections.
 type idleSet struct {
 	conns []net.Conn

@@ -40,8 +40,10 @@ type settings struct {
 	bulkDuration time.Duration
 	bulkBytes    int64
 	rttCount     int
+	wakeConns    int
 	idleSteps    []int
 	perfOut      string
+	perfTest     string
 	quick        bool
 	label        string
 	nice         int
@@ -50,7 +52,7 @@ type settings struct {
 	rounds       int
 }
 
-// runs reports whether the named test (conn, bulk, rtt, idle) is on.
+// runs reports whether the named test (conn, bulk, rtt, wake, idle) is on.
 func (s *settings) runs(test string) bool { return s.tests[test] }
 
 func parseSettings(args []string, stderr io.Writer) (*settings, error) {
@@ -66,9 +68,11 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 	bulkMiB := fs.Int("bulk-mib", 2048, "byte bound of each throughput test, in MiB written")
 	fs.IntVar(&s.rounds, "rounds", 2, "run every target this many times, interleaved, and report the best value of each metric")
 	fs.IntVar(&s.rttCount, "rtt-count", 5000, "round trips in the latency test")
-	tests := fs.String("tests", "conn,bulk,rtt,idle", "comma-separated `list` of tests to run: conn, bulk, rtt, idle")
+	fs.IntVar(&s.wakeConns, "wake-conns", 200, "connections in the wake-up test")
+	tests := fs.String("tests", "conn,bulk,rtt,wake,idle", "comma-separated `list` of tests to run: conn, bulk, rtt, wake, idle")
 	idle := fs.String("idle", "3000,9000", "idle connection counts at which RSS is read (at most 9000: the open-files limit is 20000)")
-	fs.StringVar(&s.perfOut, "perf", "", "record tlsfront with perf during its connection-rate test and write the report to this `file`")
+	fs.StringVar(&s.perfOut, "perf", "", "record tlsfront with perf during one test (-perf-test) and write the report to this `file`")
+	fs.StringVar(&s.perfTest, "perf-test", "conn", "the test -perf records: conn or bulk (the 1-connection throughput test)")
 	fs.BoolVar(&s.quick, "quick", false, "short smoke run (about 1 minute); numbers are not for the record")
 	fs.IntVar(&s.nice, "nice", -20, "`niceness` of the load generator, echo backend and proxies, so that other work on the machine disturbs the numbers less (0 to leave it)")
 	fs.StringVar(&s.tlsfrontEnv, "tlsfront-env", "", "extra `VAR=value,...` environment for tlsfront, for experiments such as GOGC=50")
@@ -80,14 +84,17 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	s.bulkBytes = int64(*bulkMiB) << 20
+	if s.perfTest != "conn" && s.perfTest != "bulk" {
+		return nil, fmt.Errorf("-perf-test: %q is not conn or bulk", s.perfTest)
+	}
 	s.tests = map[string]bool{}
 	for _, t := range strings.Split(*tests, ",") {
 		t = strings.TrimSpace(t)
 		switch t {
-		case "conn", "bulk", "rtt", "idle":
+		case "conn", "bulk", "rtt", "wake", "idle":
 			s.tests[t] = true
 		default:
-			return nil, fmt.Errorf("-tests: unknown test %q (want conn, bulk, rtt, idle)", t)
+			return nil, fmt.Errorf("-tests: unknown test %q (want conn, bulk, rtt, wake, idle)", t)
 		}
 	}
 	for _, f := range strings.Split(*idle, ",") {
@@ -106,6 +113,7 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 		s.bulkDuration = time.Second
 		s.bulkBytes = 256 << 20
 		s.rttCount = 1000
+		s.wakeConns = 20
 		s.idleSteps = []int{300, 900}
 	}
 	return s, nil

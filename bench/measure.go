@@ -16,7 +16,12 @@ const (
 	phaseBulk8
 	phaseRTT
 	phaseIdle
+	phaseWake
 )
+
+// wakeQuiet is how long the wake-up test leaves its connections quiet:
+// well past tlsfront's default ParkAfter (1 s), so they are parked.
+const wakeQuiet = 2 * time.Second
 
 // result is everything measured for one target.
 type result struct {
@@ -32,9 +37,14 @@ type result struct {
 
 	rtt *rttResult
 
+	wake *wakeResult
+
 	// foreign is the share of the machine's CPU (%) that other processes
 	// used during the load tests.
 	foreign float64
+	// steal is the share of the machine's CPU (%) the hypervisor stole
+	// during the load tests.
+	steal float64
 
 	// RSS in KB: fresh process, then with idle[i] connections open.
 	rssBase   int64
@@ -49,8 +59,8 @@ type result struct {
 // not the heap left over from the load.
 func (h *harness) measure(ctx context.Context, t *target, idx, round int) (*result, error) {
 	// Skipped tests leave empty results, which the report shows as "–".
-	r := &result{name: t.name, tls: t.tls, round: round, hs: &handshakeResult{}, bulk1: &bulkResult{}, bulk8: &bulkResult{}, rtt: &rttResult{}, foreign: -1}
-	if h.set.runs("conn") || h.set.runs("bulk") || h.set.runs("rtt") {
+	r := &result{name: t.name, tls: t.tls, round: round, hs: &handshakeResult{}, bulk1: &bulkResult{}, bulk8: &bulkResult{}, rtt: &rttResult{}, wake: &wakeResult{}, foreign: -1, steal: -1}
+	if h.set.runs("conn") || h.set.runs("bulk") || h.set.runs("rtt") || h.set.runs("wake") {
 		if err := h.loadTests(ctx, t, idx, r); err != nil {
 			return nil, err
 		}
@@ -107,7 +117,11 @@ func (h *harness) loadTests(ctx context.Context, t *target, idx int, r *result) 
 	defer stop()
 	cl, s := rn.cl, h.set
 	m0, ours0 := readMachineCPU(), rn.cpu(h)
-	defer func() { r.foreign = foreignShare(m0, readMachineCPU(), rn.cpu(h)-ours0) }()
+	defer func() {
+		m1 := readMachineCPU()
+		r.foreign = foreignShare(m0, m1, rn.cpu(h)-ours0)
+		r.steal = stealShare(m0, m1)
+	}()
 
 	// Warm up: code paths, pools, the first GC cycles.
 	if w := cl.handshakes(ctx, srcAddr(phaseWarmup, idx), s.hsWorkers, time.Second, 1e6); w.conns == 0 {
@@ -120,11 +134,19 @@ func (h *harness) loadTests(ctx context.Context, t *target, idx int, r *result) 
 		}
 	}
 	if s.runs("bulk") {
-		h.bulkTests(ctx, rn, idx, r)
+		if err := h.bulkTests(ctx, rn, t, idx, r); err != nil {
+			return err
+		}
 	}
 	if s.runs("rtt") {
 		r.rtt = cl.rtt(ctx, srcAddr(phaseRTT, idx), 1024, 200, s.rttCount, 30*time.Second)
 		h.logf("  rtt 1 KiB: p50 %s p99 %s (%d samples) %s", r.rtt.pct(50), r.rtt.pct(99), len(r.rtt.samples), r.rtt.errs.String())
+	}
+	if s.runs("wake") {
+		r.wake = cl.wake(ctx, srcAddr(phaseWake, idx), s.wakeConns, wakeQuiet, 60*time.Second)
+		extra, _ := r.wake.extra()
+		h.logf("  wake after %s quiet: cold p50 %s, warm p50 %s, extra (median of per-connection differences) %s over %d conns %s",
+			wakeQuiet, median(r.wake.cold), median(r.wake.warm), extra, len(r.wake.cold), r.wake.errs.String())
 	}
 	return ctx.Err()
 }
@@ -133,7 +155,7 @@ func (h *harness) connTest(ctx context.Context, rn *running, t *target, idx int,
 	cl, pr, s := rn.cl, rn.proxy, h.set
 	var err error
 	var perfDone func() error
-	if s.perfOut != "" && t.name == "tlsfront" && pr != nil {
+	if s.perfOut != "" && s.perfTest == "conn" && t.name == "tlsfront" && pr != nil {
 		if perfDone, err = h.startPerf(ctx, pr, s.hsDuration); err != nil {
 			return err
 		}
@@ -153,7 +175,7 @@ func (h *harness) connTest(ctx context.Context, rn *running, t *target, idx int,
 	return nil
 }
 
-func (h *harness) bulkTests(ctx context.Context, rn *running, idx int, r *result) {
+func (h *harness) bulkTests(ctx context.Context, rn *running, t *target, idx int, r *result) error {
 	cl, pr, s := rn.cl, rn.proxy, h.set
 
 	for _, b := range []struct {
@@ -162,13 +184,26 @@ func (h *harness) bulkTests(ctx context.Context, rn *running, idx int, r *result
 		res   **bulkResult
 		cpu   *time.Duration
 	}{{1, phaseBulk1, &r.bulk1, &r.bulk1CPU}, {8, phaseBulk8, &r.bulk8, &r.bulk8CPU}} {
+		var perfDone func() error
+		if s.perfOut != "" && s.perfTest == "bulk" && b.conns == 1 && t.name == "tlsfront" && pr != nil {
+			var err error
+			if perfDone, err = h.startPerf(ctx, pr, s.bulkDuration); err != nil {
+				return err
+			}
+		}
 		cpu0 := h.cpuOf(pr)
 		*b.res = cl.bulk(ctx, srcAddr(b.phase, idx), b.conns, s.bulkDuration, s.bulkBytes)
 		h.settle(pr)
 		*b.cpu = h.cpuOf(pr) - cpu0
+		if perfDone != nil {
+			if err := perfDone(); err != nil {
+				h.logf("  perf: %v", err)
+			}
+		}
 		br := *b.res
 		h.logf("  bulk x%d: %.0f MB/s (%d MiB in %s) %s", b.conns, mbps(br), br.bytes>>20, br.elapsed.Round(time.Millisecond), br.errs.String())
 	}
+	return nil
 }
 
 func (h *harness) idleTest(ctx context.Context, t *target, idx int, r *result) error {

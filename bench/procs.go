@@ -324,3 +324,13 @@ func foreignShare(a, b machineCPU, ours time.Duration) float64 {
 	other := (b.busy - a.busy) - (b.self - a.self) - ours
 	return max(0, 100*other.Seconds()/wall)
 }
+
+// stealShare is the share of all CPUs (0-100%) the hypervisor stole
+// between a and b.
+func stealShare(a, b machineCPU) float64 {
+	wall := b.at.Sub(a.at).Seconds() * float64(runtime.NumCPU())
+	if wall <= 0 {
+		return 0
+	}
+	return max(0, 100*(b.steal-a.steal).Seconds()/wall)
+}

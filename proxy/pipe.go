@@ -1,26 +1,38 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// Copy buffers are pooled and held only while data flows, so that an idle
-// connection costs no buffer of ours. Bulk transfers read in large chunks;
-// a connection that goes quiet drops back to waiting without one.
 const (
-	bigBuf   = 32 << 10
+	// bigBuf is what a direction reads into while data flows. crypto/tls
+	// returns at most one record (16 KiB of plaintext) per Read, so a
+	// record is never split across reads; two whole records fit.
+	bigBuf = 32 << 10
+	// smallBuf is what a quiet TLS direction blocks on where there is no
+	// socket to wait on (not unix): crypto/tls needs a buffer to read into.
+	// The first record after the quiet spell is split once.
 	smallBuf = 512
-	// maxPlaintextRecord is the most a single TLS record can carry; a read
-	// that returns less means the sender is not saturating the link.
+	// maxPlaintextRecord is the most one TLS record carries: a read that
+	// returns less is likely not part of a bulk flow.
 	maxPlaintextRecord = 16 << 10
+	// maxRecordOnWire is the most one TLS record takes on the wire: a
+	// header, the plaintext and up to 256 bytes of expansion.
+	maxRecordOnWire = 5 + maxPlaintextRecord + 256
 	// closeGrace bounds how long one direction may stay open after the
 	// other has finished, so a peer that never closes cannot hang us.
 	closeGrace = 30 * time.Second
+	// defaultParkAfter is how long a direction waits for data on its own
+	// goroutine before it parks.
+	defaultParkAfter = time.Second
 )
 
 var (
@@ -28,56 +40,381 @@ var (
 	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
 )
 
-// startPipe copies both ways between the client (TLS) and the backend
-// (plain), honouring half-close, on two new goroutines, and returns at
-// once. finish runs once, on the goroutine that ends last, with the bytes
-// carried each way.
-//
-// The caller does not wait: its goroutine ran the TLS handshake and the
-// backend dial, which grew its stack, and a goroutine parked in a read
-// keeps its stack at the largest size it needed. Copying on goroutines
-// started from a shallow frame keeps an idle connection's stacks small.
-func startPipe(client halfCloser, backend net.Conn, idle time.Duration, finish func(fromClient, toClient int64)) {
-	p := &pipeState{client: client, backend: backend, finish: finish}
-	p.lastActive.Store(time.Now().UnixNano())
-	p.left.Store(2)
-	go func() {
-		p.fromClient, _ = copyFromTLS(backend, client, idle, &p.lastActive)
-		closeWrite(backend)
-		p.end()
-	}()
-	go func() {
-		p.toClient, _ = copyFromPlain(client, backend, idle, &p.lastActive)
-		client.CloseWrite()
-		p.end()
-	}()
+// pipeOptions configure the pipes of one Server.
+type pipeOptions struct {
+	// IdleTimeout closes a connection with no traffic either way for
+	// this long; zero means never.
+	IdleTimeout time.Duration
+	// ParkAfter is how long a direction with no data keeps its goroutine
+	// before it parks: its socket waits in the shared readiness watcher,
+	// with no goroutine and no buffer of ours. Zero means 1 s; negative
+	// turns parking off: a quiet direction then waits on its goroutine,
+	// still with no buffer.
+	ParkAfter time.Duration
+	Log       *slog.Logger
 }
 
-// pipeState is what the two copy goroutines of one connection share.
-type pipeState struct {
+// pipes copies bytes both ways for the forwarded tcp connections of one
+// Server and owns everything that does: the copy goroutines, the parked
+// connections and the watcher they wait in. Its methods are safe for
+// concurrent use.
+type pipes struct {
+	opts      pipeOptions
+	quietWait time.Duration // how long a direction waits before going quiet
+	park      bool          // ParkAfter >= 0
+
+	mu     sync.Mutex
+	closed bool
+	all    map[*pipe]struct{}
+	w      *watcher // created on the first park; nil until then or if it failed
+	wErr   error    // why the watcher could not be made; parking is off then
+}
+
+func newPipes(o pipeOptions) *pipes {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	ps := &pipes{opts: o, quietWait: o.ParkAfter, park: o.ParkAfter >= 0, all: map[*pipe]struct{}{}}
+	if ps.quietWait <= 0 {
+		ps.quietWait = defaultParkAfter
+	}
+	return ps
+}
+
+// start copies both ways between the client (TLS) and the backend
+// (plain), honouring half-close, and returns at once. finish runs once,
+// when both directions have ended, with the bytes carried each way; it
+// must close both connections.
+//
+// Copying runs on fresh goroutines: the caller's goroutine ran the TLS
+// handshake and the backend dial, which grew its stack, and a goroutine
+// keeps its stack at the largest size it needed. A direction with no data
+// for ParkAfter parks: its goroutine returns and the first readable byte
+// starts a new one.
+func (ps *pipes) start(client halfCloser, backend net.Conn, finish func(fromClient, toClient int64)) {
+	p := &pipe{ps: ps, client: client, backend: backend, finish: finish}
+	p.lastActive.Store(time.Now().UnixNano())
+	p.left.Store(2)
+	p.halves[0] = half{p: p, src: client, dst: backend}
+	p.halves[1] = half{p: p, src: backend, dst: client}
+	// The client's socket is under crypto/tls (and maybe a PROXY header
+	// reader); it serves only to wait for readability. The backend's is
+	// read directly when it is a plain socket, so a quiet backend holds
+	// no buffer even before it parks.
+	p.halves[0].raw = socketOf(client)
+	if raw := plainSocketOf(backend); raw != nil {
+		p.halves[1].raw, p.halves[1].rawReads = raw, true
+	}
+	ps.mu.Lock()
+	closed := ps.closed
+	ps.all[p] = struct{}{}
+	ps.mu.Unlock()
+	go p.halves[0].run(true)
+	go p.halves[1].run(true)
+	if closed {
+		p.abort()
+	}
+}
+
+// closeAll closes every connection the pipes carry, parked or not, and
+// stops the watcher. Each connection's finish still runs, from the
+// goroutine that ends it last. Pipes started afterwards are closed at
+// once. It is safe to call more than once.
+func (ps *pipes) closeAll() {
+	ps.mu.Lock()
+	ps.closed = true
+	live := make([]*pipe, 0, len(ps.all))
+	for p := range ps.all {
+		live = append(live, p)
+	}
+	w := ps.w
+	ps.mu.Unlock()
+	for _, p := range live {
+		p.abort()
+	}
+	if w != nil {
+		w.close()
+	}
+}
+
+// watcher returns the readiness watcher, creating it on first use, or nil
+// when parking is off, unavailable, or the pipes are closed.
+func (ps *pipes) watcher() *watcher {
+	if !ps.park {
+		return nil
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed || ps.wErr != nil {
+		return nil
+	}
+	if ps.w == nil {
+		ps.w, ps.wErr = newWatcher(ps.opts.Log)
+		if ps.wErr != nil {
+			ps.opts.Log.Warn("parking idle connections is off", "err", ps.wErr)
+			return nil
+		}
+	}
+	return ps.w
+}
+
+// parked reports how many directions wait in the watcher, for tests.
+func (ps *pipes) parked() int {
+	ps.mu.Lock()
+	w := ps.w
+	ps.mu.Unlock()
+	if w == nil {
+		return 0
+	}
+	return w.len()
+}
+
+// pipe is one forwarded connection.
+type pipe struct {
+	ps         *pipes
 	client     halfCloser
 	backend    net.Conn
 	finish     func(fromClient, toClient int64)
-	lastActive atomic.Int64
+	lastActive atomic.Int64 // unix nanoseconds of the last data either way
+	halves     [2]half      // client to backend, backend to client
 	left       atomic.Int32 // directions still copying
-	fromClient int64        // written by its goroutine before end
-	toClient   int64        // likewise
-	mu         sync.Mutex
-	grace      *time.Timer // set by the first direction to end
-	done       bool        // both directions ended
+
+	mu    sync.Mutex
+	grace *time.Timer // set by the first direction to end
+	idle  *time.Timer // checks the idle timeout while a direction is parked
+	done  bool        // both directions ended
 }
 
-// end is called by each direction when it is done.
-func (p *pipeState) end() {
+// half is one direction of a pipe. Whoever holds it (its goroutine, or
+// the watcher while it is parked) is the only one touching n.
+type half struct {
+	p        *pipe
+	src, dst net.Conn
+	raw      syscall.RawConn // src's socket, or nil: this direction cannot park
+	rawReads bool            // src is a plain socket read through raw
+	n        int64           // bytes copied
+	token    uint32          // the watcher's key while parked; guarded by the watcher
+}
+
+// errParked ends a direction's goroutine without ending the direction.
+var errParked = errors.New("parked")
+
+// errIdle ends a direction on the idle timeout.
+var errIdle = errors.New("idle timeout")
+
+// run copies until the direction ends or parks. first is true when the
+// direction starts, false when its socket woke it from parking.
+func (h *half) run(first bool) {
+	if err := h.copy(first); err == errParked {
+		return
+	}
+	h.end()
+}
+
+// end finishes the direction: the write side of dst is closed, and the
+// pipe is finished if the other direction has ended too.
+func (h *half) end() {
+	closeWrite(h.dst)
+	h.p.end()
+}
+
+// copy copies from src to dst. It returns nil at EOF, errParked when it
+// parked, or the error that stopped it.
+//
+// No buffer is held while waiting: a plain socket is read through raw
+// once readable (readRaw). crypto/tls needs a buffer to read into, so
+// after a read that was not a full record the TLS direction looks, without
+// blocking, whether crypto/tls holds more (a read under an expired
+// deadline); only once that timed out does it give the buffer back and
+// wait for its socket to be readable. A timed-out read is also what
+// allows parking (see park_linux.go).
+//
+// The read deadline is set when a quiet spell could start, not per read,
+// and moved on when it fires after data came.
+func (h *half) copy(first bool) error {
+	ps := h.p.ps
+	idle := ps.opts.IdleTimeout
+	last := time.Now() // last data in this direction
+	// deadline is the read deadline set on src (zero: none); recheck says
+	// it must be worked out again before the next wait.
+	var deadline time.Time
+	recheck := true
+	// Only for a TLS src without a socket to wait on: quiet, it blocks
+	// on a small buffer.
+	quiet := false
+	// waits says the direction can wait for its socket to be readable:
+	// a TLS src with a socket under it.
+	waits := h.raw != nil && !h.rawReads
+	// probe: crypto/tls may hold more, read without blocking. A new
+	// direction starts so: the handshake may have read early data along
+	// with its own. One woken from parking has bytes on its socket.
+	probe := waits && first
+	drained := false // nothing is buffered above the socket
+	var buf *[]byte
+	defer func() { putBuf(buf) }()
+	for {
+		if recheck {
+			next := h.nextCheck(last, quiet)
+			if next != deadline {
+				h.src.SetReadDeadline(next)
+				deadline = next
+			}
+			recheck = false
+		}
+		var n int
+		var err error
+		switch {
+		case h.rawReads:
+			n, err = readRaw(h.raw, &buf)
+		case drained:
+			if err = waitReadable(h.raw); err == nil {
+				drained = false
+				continue
+			}
+		default:
+			if buf == nil {
+				buf = getBuf(quiet)
+			}
+			if probe {
+				h.src.SetReadDeadline(aLongTimeAgo)
+			}
+			n, err = h.src.Read(*buf)
+			if probe {
+				probe = false
+				h.src.SetReadDeadline(deadline)
+				if n == 0 && isTimeout(err) {
+					putBuf(buf)
+					buf = nil
+					drained = true
+					continue
+				}
+			} else if waits {
+				n, err = h.readMore(*buf, n, err)
+			}
+		}
+		if n > 0 {
+			last = time.Now()
+			h.p.lastActive.Store(last.UnixNano())
+			w, werr := h.dst.Write((*buf)[:n])
+			h.n += int64(w)
+			if werr != nil {
+				return werr
+			}
+			switch {
+			case h.rawReads:
+				putBuf(buf)
+				buf = nil
+			case quiet:
+				// Data again: back to the big buffer.
+				quiet = false
+				putBuf(buf)
+				buf = nil
+				recheck = true
+			case waits && n < maxPlaintextRecord:
+				// Not a full record, so likely not a bulk flow.
+				probe = true
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if !isTimeout(err) {
+			return err
+		}
+		if waits {
+			// The read timed out: nothing is buffered above the socket.
+			drained = true
+			putBuf(buf)
+			buf = nil
+		}
+		now := time.Now()
+		if idle > 0 && now.Sub(time.Unix(0, h.p.lastActive.Load())) >= idle {
+			return errIdle
+		}
+		recheck = true
+		if quiet || now.Sub(last) < ps.quietWait {
+			continue // data came since the deadline was set
+		}
+		if buf != nil {
+			putBuf(buf)
+			buf = nil
+		}
+		if h.park() {
+			return errParked
+		}
+		// Cannot park. A reader that has no socket to wait on waits on a
+		// small buffer.
+		quiet = h.raw == nil
+	}
+}
+
+// readMore adds whole records to buf[:n] while a full record came, the
+// buffer has room for another and the socket already holds one, so that
+// a bulk flow reaches the backend in writes of up to len(buf).
+//
+// The socket holding a whole record's worth of bytes means the next Read
+// does not block: crypto/tls needs at most that many (fewer if it buffered
+// part of the record already). Only a peer that sends that much in
+// post-handshake messages could make it wait, delaying its own data.
+func (h *half) readMore(buf []byte, n int, err error) (int, error) {
+	for err == nil && n%maxPlaintextRecord == 0 && len(buf)-n >= maxPlaintextRecord && pendingBytes(h.raw) >= maxRecordOnWire {
+		var m int
+		m, err = h.src.Read(buf[n:])
+		n += m
+	}
+	return n, err
+}
+
+// aLongTimeAgo is an expired deadline: a read under it returns what is
+// buffered or times out at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// nextCheck is when a quiet spell that starts now should be looked at:
+// when it would let the direction park or go quiet, or hit the idle
+// timeout. Zero means never.
+func (h *half) nextCheck(last time.Time, quiet bool) time.Time {
+	var t time.Time
+	if !quiet && (h.raw == nil || h.p.ps.park) {
+		t = last.Add(h.p.ps.quietWait)
+	}
+	if idle := h.p.ps.opts.IdleTimeout; idle > 0 {
+		at := time.Unix(0, h.p.lastActive.Load()).Add(idle)
+		if t.IsZero() || at.Before(t) {
+			t = at
+		}
+	}
+	return t
+}
+
+func getBuf(small bool) *[]byte {
+	if small {
+		return smallPool.Get().(*[]byte)
+	}
+	return bigPool.Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	if b == nil {
+		return
+	}
+	if len(*b) == smallBuf {
+		smallPool.Put(b)
+		return
+	}
+	bigPool.Put(b)
+}
+
+// end is called once per direction when it is done.
+func (p *pipe) end() {
 	if p.left.Add(-1) > 0 {
 		// One side finished: give the other a bounded time to finish
 		// too, without a goroutine waiting for it.
 		p.mu.Lock()
 		if !p.done { // the other side may have ended meanwhile
-			p.grace = time.AfterFunc(closeGrace, func() {
-				p.client.Close()
-				p.backend.Close()
-			})
+			p.grace = time.AfterFunc(closeGrace, p.abort)
 		}
 		p.mu.Unlock()
 		return
@@ -87,8 +424,97 @@ func (p *pipeState) end() {
 	if p.grace != nil {
 		p.grace.Stop()
 	}
+	if p.idle != nil {
+		p.idle.Stop()
+	}
 	p.mu.Unlock()
-	p.finish(p.fromClient, p.toClient)
+	p.ps.mu.Lock()
+	delete(p.ps.all, p)
+	p.ps.mu.Unlock()
+	p.finish(p.halves[0].n, p.halves[1].n)
+}
+
+// abort closes both connections. A running direction then fails and
+// ends; a parked one is taken back from the watcher and ended here.
+//
+// Closing comes first: a direction about to park finds its socket closed
+// and does not; one parked before is still in the watcher to take back.
+// The client's connection is closed under TLS: a close_notify could wait
+// up to 5 s for a client that reads nothing, and closeAll aborts one
+// connection after another.
+func (p *pipe) abort() {
+	if tc, ok := p.client.(*tls.Conn); ok {
+		tc.NetConn().Close()
+	} else {
+		p.client.Close()
+	}
+	p.backend.Close()
+	p.endParked()
+}
+
+// endParked ends the directions that are parked.
+func (p *pipe) endParked() {
+	p.ps.mu.Lock()
+	w := p.ps.w
+	p.ps.mu.Unlock()
+	if w == nil {
+		return
+	}
+	for i := range p.halves {
+		if h := &p.halves[i]; w.unpark(h) {
+			h.end()
+		}
+	}
+}
+
+// park hands the direction to the watcher. If it reports true the caller
+// must return at once: the watcher owns the direction now.
+func (h *half) park() bool {
+	if h.raw == nil {
+		return false
+	}
+	w := h.p.ps.watcher()
+	if w == nil || !w.park(h) {
+		return false
+	}
+	h.p.armIdle()
+	return true
+}
+
+// armIdle makes sure the idle timeout is checked while a direction is
+// parked, since no read deadline does it then.
+func (p *pipe) armIdle() {
+	idle := p.ps.opts.IdleTimeout
+	if idle <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	wait := max(time.Until(time.Unix(0, p.lastActive.Load()).Add(idle)), 0)
+	if p.idle == nil {
+		p.idle = time.AfterFunc(wait, p.checkIdle)
+		return
+	}
+	p.idle.Reset(wait)
+}
+
+// checkIdle runs on the idle timer: past the timeout, parked directions
+// end (running ones see it on their own read deadline); before it, the
+// timer is set again.
+func (p *pipe) checkIdle() {
+	since := time.Since(time.Unix(0, p.lastActive.Load()))
+	if idle := p.ps.opts.IdleTimeout; since < idle {
+		p.mu.Lock()
+		if !p.done {
+			p.idle.Reset(idle - since)
+		}
+		p.mu.Unlock()
+		return
+	}
+	p.endParked()
 }
 
 type halfCloser interface {
@@ -102,58 +528,4 @@ func closeWrite(c net.Conn) {
 		return
 	}
 	c.Close()
-}
-
-// stillActive reports whether a read that timed out should go on waiting
-// because the other direction carried data within the idle timeout.
-func stillActive(err error, idle time.Duration, lastActive *atomic.Int64) bool {
-	return idle > 0 && isTimeout(err) && time.Since(time.Unix(0, lastActive.Load())) < idle
-}
-
-// copyFromTLS copies from a TLS connection. crypto/tls needs a buffer to
-// read into, so it blocks on a small one and switches to a large one while
-// full records keep coming.
-func copyFromTLS(dst, src net.Conn, idle time.Duration, lastActive *atomic.Int64) (written int64, err error) {
-	small := smallPool.Get().(*[]byte)
-	defer smallPool.Put(small)
-	var big *[]byte
-	defer func() {
-		if big != nil {
-			bigPool.Put(big)
-		}
-	}()
-	for {
-		buf := *small
-		if big != nil {
-			buf = *big
-		}
-		if idle > 0 {
-			src.SetReadDeadline(time.Now().Add(idle))
-		}
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			lastActive.Store(time.Now().UnixNano())
-			w, werr := dst.Write(buf[:n])
-			written += int64(w)
-			if werr != nil {
-				return written, werr
-			}
-		}
-		if rerr != nil {
-			if stillActive(rerr, idle, lastActive) {
-				continue
-			}
-			if errors.Is(rerr, io.EOF) {
-				return written, nil
-			}
-			return written, rerr
-		}
-		switch {
-		case big == nil && n == len(buf):
-			big = bigPool.Get().(*[]byte)
-		case big != nil && n < maxPlaintextRecord:
-			bigPool.Put(big)
-			big = nil
-		}
-	}
 }

@@ -4,12 +4,19 @@ package proxy
 
 import (
 	"net"
-	"sync/atomic"
-	"time"
+	"syscall"
 )
 
-// copyFromPlain copies from a plain socket. Without unix raw reads it
-// blocks on a small buffer, as copyFromTLS does.
-func copyFromPlain(dst net.Conn, src net.Conn, idle time.Duration, lastActive *atomic.Int64) (int64, error) {
-	return copyFromTLS(dst, src, idle, lastActive)
-}
+// readRaw is never called here: plainSocketOf finds no socket to read
+// directly without unix raw reads.
+func readRaw(syscall.RawConn, **[]byte) (int, error) { panic("proxy: raw reads need unix") }
+
+// plainSocketOf returns nil: every direction reads through net.Conn.
+func plainSocketOf(net.Conn) syscall.RawConn { return nil }
+
+// socketOf returns nil: there is no watcher to park in.
+func socketOf(net.Conn) syscall.RawConn { return nil }
+
+// waitReadable is never called here: without a socket no direction waits
+// for readability.
+func waitReadable(syscall.RawConn) error { panic("proxy: waiting for readability needs unix") }

@@ -3,68 +3,98 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"io"
 	"net"
-	"sync/atomic"
 	"syscall"
-	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
 )
 
-// copyFromPlain copies from a plain socket. It waits for the socket to be
-// readable before taking a buffer, so a quiet backend holds none.
-func copyFromPlain(dst net.Conn, src net.Conn, idle time.Duration, lastActive *atomic.Int64) (written int64, err error) {
-	sc, ok := src.(syscall.Conn)
-	if !ok {
-		return copyFromTLS(dst, src, idle, lastActive)
+// readRaw waits for the plain socket behind raw to be readable, then takes
+// a big buffer into *buf and reads into it, so that a quiet socket holds
+// no buffer. It returns io.EOF at the end of the stream; a read deadline
+// set on the socket's net.Conn applies to the wait.
+func readRaw(raw syscall.RawConn, buf **[]byte) (int, error) {
+	var n int
+	var rerr error
+	err := raw.Read(func(fd uintptr) bool {
+		if *buf == nil {
+			*buf = getBuf(false)
+		}
+		n, rerr = syscall.Read(int(fd), **buf)
+		if n < 0 {
+			n = 0
+		}
+		if rerr == syscall.EAGAIN {
+			// Not readable yet: give the buffer back while we wait.
+			putBuf(*buf)
+			*buf = nil
+			return false
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
 	}
-	raw, rcErr := sc.SyscallConn()
-	if rcErr != nil {
-		return copyFromTLS(dst, src, idle, lastActive)
+	if n == 0 && err == nil {
+		err = io.EOF
 	}
+	if n == 0 && *buf != nil {
+		putBuf(*buf)
+		*buf = nil
+	}
+	return n, err
+}
+
+// plainSocketOf returns c's socket if c is one with nothing buffered
+// above it (a *net.TCPConn or *net.UnixConn), else nil.
+func plainSocketOf(c net.Conn) syscall.RawConn {
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return nil
+	}
+	raw, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// socketOf returns the socket under c's wrappers (TLS, our accepted conn,
+// a PROXY header reader), or nil if there is none. It is used only to
+// wait for readability, never to read: the wrappers may hold bytes.
+func socketOf(c net.Conn) syscall.RawConn {
 	for {
-		if idle > 0 {
-			src.SetReadDeadline(time.Now().Add(idle))
-		}
-		var buf *[]byte
-		var n int
-		var rerr error
-		err := raw.Read(func(fd uintptr) bool {
-			if buf == nil {
-				buf = bigPool.Get().(*[]byte)
+		switch v := c.(type) {
+		case *tls.Conn:
+			c = v.NetConn()
+		case *conn:
+			c = v.Conn
+		case *proxyproto.Conn:
+			c = v.Raw()
+		case syscall.Conn:
+			raw, err := v.SyscallConn()
+			if err != nil {
+				return nil
 			}
-			n, rerr = syscall.Read(int(fd), *buf)
-			if n < 0 {
-				n = 0
-			}
-			if rerr == syscall.EAGAIN {
-				// Not readable yet: give the buffer back while we wait.
-				bigPool.Put(buf)
-				buf = nil
-				return false
-			}
-			return true
-		})
-		if err == nil {
-			err = rerr
+			return raw
+		default:
+			return nil
 		}
-		if n > 0 {
-			lastActive.Store(time.Now().UnixNano())
-			w, werr := dst.Write((*buf)[:n])
-			written += int64(w)
-			bigPool.Put(buf)
-			if werr != nil {
-				return written, werr
-			}
-			continue
-		}
-		if buf != nil {
-			bigPool.Put(buf)
-		}
-		if err != nil {
-			if stillActive(err, idle, lastActive) {
-				continue
-			}
-			return written, err
-		}
-		return written, nil // n == 0 and no error: EOF
 	}
+}
+
+// waitReadable waits until the socket behind raw has bytes to read, has
+// reached the end of its stream or failed, without reading. A read
+// deadline set on the socket's net.Conn applies.
+func waitReadable(raw syscall.RawConn) error {
+	return raw.Read(func(fd uintptr) bool {
+		// Peek rather than trust the poller's last word: the socket may
+		// hold bytes that arrived before we started waiting.
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
 }

@@ -248,6 +248,9 @@ func TestShutdownDrainsInFlightTransfer(t *testing.T) {
 	be := newEchoBackend(t, false)
 	p := startProxy(t, Options{Backend: be.backend()})
 	c := p.dial(t, "localhost")
+	// The proxy has dialled the backend once an echo comes back; shutting
+	// down before that refuses the connection instead of draining it.
+	roundTrip(t, c, "ready")
 
 	payload := make([]byte, 8<<20)
 	rand.Read(payload)

@@ -61,6 +61,9 @@ type Options struct {
 	// IdleTimeout closes a tcp connection with no traffic either way for
 	// this long; zero means never (MQTT keepalive does the job).
 	IdleTimeout time.Duration
+	// ParkAfter: a tcp connection direction with no data for this long
+	// waits with no goroutine or buffer of ours; zero means 1 s, negative never.
+	ParkAfter time.Duration
 	// AcceptProxyHeader reads a PROXY protocol header from a trusted load
 	// balancer in front, and treats its source as the client. Only peers
 	// in TrustedProxies may send one (it is optional from them, so the
@@ -147,6 +150,7 @@ type Server struct {
 	log      *slog.Logger
 	rep      report.Sink
 	fwd      forwarder
+	pipes    *pipes        // tcp copying, with parking
 	ids      atomic.Uint64 // connection IDs
 	// helloBufs recycles the buffers that keep each ClientHello during
 	// its handshake (conn.helloBuf).
@@ -210,6 +214,7 @@ func New(o Options) (*Server, error) {
 		}
 		recordServed(s.tls)
 	}
+	s.pipes = newPipes(pipeOptions{IdleTimeout: o.IdleTimeout, ParkAfter: o.ParkAfter, Log: s.log})
 	d := &dialer{listener: o.Name, shield: o.Limiter, rep: s.rep}
 	switch o.Kind {
 	case KindTCP:
@@ -512,11 +517,10 @@ func isIssuance(err error) bool {
 
 func (s *Server) handshake(tc *tls.Conn, c *conn) *HandshakeEvent {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.HandshakeTimeout)
-	defer cancel()
-	// The deadline also covers a client that trickles bytes.
+	// The deadline bounds the handshake, a client that trickles bytes
+	// too; s.ctx only cuts it short at shutdown.
 	c.SetDeadline(start.Add(s.opts.HandshakeTimeout))
-	err := tc.HandshakeContext(ctx)
+	err := tc.HandshakeContext(s.ctx)
 	c.SetDeadline(time.Time{})
 	ev := s.event(c, start, err)
 	if err == nil {
@@ -644,9 +648,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.pipes.closeAll() // stops the watcher
 		return fwdErr
 	case <-ctx.Done():
 	}
+	s.pipes.closeAll()
 	s.mu.Lock()
 	n := len(s.active)
 	conns := slices.Collect(func(yield func(net.Conn) bool) {

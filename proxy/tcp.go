@@ -28,7 +28,7 @@ type tcpForwarder struct {
 	routes   map[string]Backend
 	protocol string
 	timeout  time.Duration // for reading a CONNECT and writing answers
-	idle     time.Duration
+	pipes    *pipes
 	// clientIDLimit: MQTT CONNECTs are read before the backend is dialled,
 	// to limit by client id.
 	clientIDLimit bool
@@ -44,7 +44,7 @@ func newTCPForwarder(s *Server, d *dialer) *tcpForwarder {
 	return &tcpForwarder{
 		name: o.Name, ctx: s.ctx, dialer: d, limiter: o.Limiter, rep: s.rep,
 		backend: o.Backend, routes: o.Routes, protocol: o.Protocol,
-		timeout: o.HandshakeTimeout, idle: o.IdleTimeout,
+		timeout: o.HandshakeTimeout, pipes: s.pipes,
 		clientIDLimit: o.Protocol == "mqtt" && o.Limiter.Config().ClientIDRate > 0,
 		maxConnect:    cmp.Or(o.MQTTMaxConnectSize, DefaultMQTTMaxConnectSize),
 		proxyTLS:      o.ProxyProtocolTLS,
@@ -138,7 +138,7 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		bc.SetWriteDeadline(time.Time{})
 	}
 	f.rep.ConnOpened(f.name)
-	startPipe(tc, bc, f.idle, func(in, out int64) {
+	f.pipes.start(tc, bc, func(in, out int64) {
 		bc.Close()
 		f.rep.ConnClosed(report.ConnClosed{Listener: f.name, FromClient: in + int64(len(head)), ToClient: out, Duration: time.Since(sess.start)})
 		sess.end()

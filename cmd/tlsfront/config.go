@@ -108,9 +108,13 @@ type listenerConfig struct {
 	AcceptProxyProtocol bool            `yaml:"accept_proxy_protocol"`
 	ProxyProtocolFrom   limits.Networks `yaml:"proxy_protocol_from"`
 	HandshakeTimeout    time.Duration   `yaml:"handshake_timeout"`
-	IdleTimeout         time.Duration   `yaml:"idle_timeout"`
-	Routes              []routeConfig   `yaml:"routes"`
-	WebSocket           wsConfig        `yaml:"websocket"`
+	// ParkAfter: a tcp connection direction quiet this long gives back
+	// its goroutine and waits in the shared readiness watcher (0: 1s;
+	// negative: never).
+	ParkAfter   time.Duration `yaml:"park_after"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	Routes      []routeConfig `yaml:"routes"`
+	WebSocket   wsConfig      `yaml:"websocket"`
 	// HTTPSPort is where a redirect listener sends clients.
 	HTTPSPort int `yaml:"https_port"`
 	// TLS is what the listener accepts of clients' TLS stacks.

@@ -66,6 +66,7 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		Routes:            routes,
 		HandshakeTimeout:  lc.HandshakeTimeout,
 		IdleTimeout:       lc.IdleTimeout,
+		ParkAfter:         lc.ParkAfter,
 		TLSPolicy:         lc.TLS.policy,
 		AcceptProxyHeader: lc.AcceptProxyProtocol,
 		TrustedProxies:    lc.ProxyProtocolFrom,
