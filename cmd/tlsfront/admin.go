@@ -1,14 +1,14 @@
 package main
 
 import (
-	"crypto/subtle"
 	"fmt"
-	"mime"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tlsfront/tlsfront/internal/adminguard"
 )
 
 // adminConfig is what guards the admin listener.
@@ -60,7 +60,7 @@ func (a *app) buildAdmin() error {
 		}
 	}
 	if a.cfg.Admin != "" && token == "" {
-		if host, _, _ := net.SplitHostPort(a.cfg.Admin); !isLoopbackHost(host) {
+		if host, _, _ := net.SplitHostPort(a.cfg.Admin); !adminguard.IsLoopbackHost(host) {
 			a.log.Warn("admin listener is not on loopback and has no token: anyone who reaches it can read status and trigger reloads; set admin_guard.token_file", "admin", a.cfg.Admin)
 		}
 	}
@@ -78,81 +78,12 @@ func (a *app) buildAdmin() error {
 	mux.Handle("GET /metrics", a.mon.MetricsHandler())
 	mux.Handle("GET /status", a.mon.StatusHandler())
 	mux.HandleFunc("POST /reload", a.reloads.serveHTTP)
-	g := adminGuard{hosts: a.cfg.AdminGuard.Hosts, token: token}
-	a.adminSrv = &http.Server{Handler: g.wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	g := adminguard.Guard{Hosts: a.cfg.AdminGuard.Hosts, Token: token}
+	a.adminSrv = &http.Server{Handler: g.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", a.mon.MetricsHandler())
-	a.metricsSrv = &http.Server{Handler: adminGuard{hosts: a.cfg.AdminGuard.Hosts}.wrap(metrics), ReadHeaderTimeout: 5 * time.Second,
+	a.metricsSrv = &http.Server{Handler: adminguard.Guard{Hosts: a.cfg.AdminGuard.Hosts}.Wrap(metrics), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	return nil
-}
-
-// adminGuard refuses what a browser could be tricked into sending and, with
-// a token, whoever does not have it.
-type adminGuard struct {
-	hosts []string
-	token string
-}
-
-func (g adminGuard) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !g.hostAllowed(r.Host) {
-			http.Error(w, "unknown Host; reach the admin listener by its address, localhost, or a name in admin_guard.hosts", http.StatusMisdirectedRequest)
-			return
-		}
-		if g.token != "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
-			want := "Bearer " + g.token
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="tlsfront admin"`)
-				http.Error(w, "a bearer token is required (admin_guard.token_file)", http.StatusUnauthorized)
-				return
-			}
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !notSimpleRequest(r) {
-			// A cross-site page can POST text/plain or a form without the
-			// browser asking first; it cannot send JSON or a custom
-			// header that way.
-			http.Error(w, "send Content-Type: application/json (tlsfront reload does)", http.StatusUnsupportedMediaType)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// hostAllowed: an IP address or localhost (what probes, curl and
-// Prometheus use) or a configured name. A DNS rebinding attack needs a
-// name of the attacker's.
-func (g adminGuard) hostAllowed(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if host == "" || net.ParseIP(host) != nil || isLoopbackHost(host) {
-		return true
-	}
-	for _, n := range g.hosts {
-		if strings.EqualFold(n, host) {
-			return true
-		}
-	}
-	return false
-}
-
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// notSimpleRequest reports a request a browser would not send cross-site
-// without a CORS preflight (which tlsfront never answers).
-func notSimpleRequest(r *http.Request) bool {
-	if r.Header.Get("X-Tlsfront-Request") != "" {
-		return true
-	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && mt == "application/json"
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
+	"github.com/tlsfront/tlsfront/internal/sdnotify"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/monitor"
 	"github.com/tlsfront/tlsfront/proxy"
@@ -138,7 +139,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 		return nil, err
 	}
 	a.components = append(a.components, a.reloads.components()...)
-	a.components = append(a.components, component{name: "systemd watchdog", run: watchdog})
+	a.components = append(a.components, component{name: "systemd watchdog", run: sdnotify.Watchdog})
 	for _, l := range a.listeners {
 		a.components = append(a.components, component{
 			name: "listener " + l.cfg.Name,
@@ -251,7 +252,7 @@ func (a *app) bind() (err error) {
 			a.closeListeners()
 		}
 	}()
-	inherited, err := activatedListeners()
+	inherited, err := sdnotify.Listeners()
 	if err != nil {
 		return err
 	}
@@ -290,7 +291,7 @@ func (a *app) listen(inherited map[string]net.Listener, name, addr string) (net.
 	}
 	lc := net.ListenConfig{}
 	if a.cfg.ReusePort {
-		lc.Control = reusePort
+		lc.Control = sdnotify.ReusePort
 	}
 	return lc.Listen(context.Background(), "tcp", addr)
 }
@@ -331,7 +332,7 @@ func (a *app) serve(ctx context.Context) error {
 		}()
 	}
 	a.serving.Store(true)
-	sdNotify("READY=1")
+	sdnotify.Notify("READY=1")
 	bound := map[string]string{}
 	for name, addr := range a.addrs {
 		bound[name] = addr.String()
@@ -342,7 +343,7 @@ func (a *app) serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		a.draining.Store(true)
-		sdNotify("STOPPING=1")
+		sdnotify.Notify("STOPPING=1")
 		if d := a.cfg.ShutdownDelay; d > 0 {
 			// Load balancers and Kubernetes keep sending new
 			// connections for a moment after they are told: /readyz
@@ -356,7 +357,7 @@ func (a *app) serve(ctx context.Context) error {
 		a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace.String())
 	case runErr = <-errc:
 		a.log.Error("component failed, shutting down", "err", runErr)
-		sdNotify("STOPPING=1")
+		sdnotify.Notify("STOPPING=1")
 	}
 	a.serving.Store(false)
 	graceCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/internal/sdnotify"
 )
 
 // reloads are the triggers that reload certificates while serving: the
@@ -48,8 +49,8 @@ func (r *reloads) fromWatch(ctx context.Context, final bool) (retry bool) {
 
 // reload runs one reload, telling systemd while it runs.
 func (r *reloads) reload(ctx context.Context, trigger string, hold bool) ([]certs.Result, bool) {
-	sdNotify(sdReloading())
-	defer sdNotify("READY=1")
+	sdnotify.Notify(sdnotify.Reloading())
+	defer sdnotify.Notify("READY=1")
 	return r.certs.Reload(ctx, trigger, hold)
 }
 

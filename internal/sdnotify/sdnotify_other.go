@@ -1,6 +1,6 @@
 //go:build !unix
 
-package main
+package sdnotify
 
 import (
 	"errors"
@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-func reusePort(_, _ string, _ syscall.RawConn) error {
+// ReusePort needs a unix system.
+func ReusePort(_, _ string, _ syscall.RawConn) error {
 	return errors.New("reuse_port needs a unix system")
 }
 

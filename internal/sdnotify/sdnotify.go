@@ -1,4 +1,4 @@
-package main
+package sdnotify
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// sdNotify tells systemd (Type=notify) about tlsfront's state: READY=1
+// Notify tells systemd (Type=notify) about tlsfront's state: READY=1
 // once serving, RELOADING=1 and READY=1 around a reload, STOPPING=1 on
 // shutdown, WATCHDOG=1 while alive. Without NOTIFY_SOCKET it does
 // nothing; a failed send is ignored, as systemd's own sd_notify does.
-func sdNotify(state string) {
+func Notify(state string) {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {
 		return
@@ -30,15 +30,15 @@ func sdNotify(state string) {
 	c.Write([]byte(state))
 }
 
-// sdReloading is the RELOADING=1 message, which systemd wants with the
+// Reloading is the RELOADING=1 message, which systemd wants with the
 // monotonic time it was sent.
-func sdReloading() string {
+func Reloading() string {
 	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec())
 }
 
-// watchdog sends WATCHDOG=1 at half the interval systemd asked for
+// Watchdog sends WATCHDOG=1 at half the interval systemd asked for
 // (WatchdogSec=), until ctx ends. Without a watchdog it returns at once.
-func watchdog(ctx context.Context) error {
+func Watchdog(ctx context.Context) error {
 	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
 	if err != nil || usec <= 0 {
 		return nil
@@ -53,17 +53,17 @@ func watchdog(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			sdNotify("WATCHDOG=1")
+			Notify("WATCHDOG=1")
 		}
 	}
 }
 
-// activatedListeners returns the sockets systemd passed (socket
+// Listeners returns the sockets systemd passed (socket
 // activation: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES), by name: the
 // FileDescriptorName= of each socket unit, which should be the tlsfront
 // listener's name (or "admin"). Sockets without a name are keyed by their
 // address. Nil without socket activation.
-func activatedListeners() (map[string]net.Listener, error) {
+func Listeners() (map[string]net.Listener, error) {
 	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
 		return nil, nil
 	}

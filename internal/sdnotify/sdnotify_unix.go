@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package sdnotify
 
 import (
 	"syscall"
@@ -9,9 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reusePort lets several processes bind the same address, so a new
+// ReusePort lets several processes bind the same address, so a new
 // tlsfront can take over a port while the old one drains.
-func reusePort(_, _ string, c syscall.RawConn) error {
+func ReusePort(_, _ string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
