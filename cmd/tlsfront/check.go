@@ -8,8 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"strings"
 	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
@@ -93,7 +91,7 @@ would fail.
 	var d *certs.Diagnosis
 	var conn *tls.ConnectionState
 	if o.connect != "" {
-		d, conn, err = o.diagnoseServer(ctx, v)
+		d, conn, err = certs.DiagnoseServer(ctx, o.connect, o.names, o.timeout, v)
 	} else {
 		d, err = certs.Examine(ctx, certs.Source{CertFile: o.cert, KeyFile: o.key, Names: o.names}, v)
 	}
@@ -107,149 +105,10 @@ would fail.
 			return fmt.Errorf("check: write JSON: %w", err)
 		}
 	} else {
-		o.printText(stdout, d, conn, v)
+		d.WriteText(stdout, certs.TextOptions{KeyFile: o.key, NamesGiven: len(o.names) > 0, Conn: conn, Verify: v})
 	}
 	if err := d.Err(); err != nil {
 		return &silentError{err}
 	}
 	return nil
-}
-
-// diagnoseServer fetches the chain a server sends, without verifying it
-// (the doctor does that, and says more than a handshake error would), and
-// diagnoses it.
-func (o *checkOptions) diagnoseServer(ctx context.Context, v certs.Verify) (*certs.Diagnosis, *tls.ConnectionState, error) {
-	host, _, err := net.SplitHostPort(o.connect)
-	if err != nil {
-		return nil, nil, &usageError{fmt.Errorf("--connect %q: %w", o.connect, err)}
-	}
-	sni := ""
-	if len(o.names) > 0 {
-		sni = o.names[0]
-	} else if net.ParseIP(host) == nil {
-		sni = host
-	}
-	names := o.names
-	if len(names) == 0 {
-		names = []string{host}
-	}
-	dctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	dialer := &tls.Dialer{Config: &tls.Config{
-		ServerName: sni,
-		// The chain is verified by the doctor below, against the same
-		// stores, so that a broken chain is described instead of refused.
-		InsecureSkipVerify: true, //nolint:gosec // verified by certs.Diagnose
-	}}
-	c, err := dialer.DialContext(dctx, "tcp", o.connect)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", o.connect, err)
-	}
-	state := c.(*tls.Conn).ConnectionState()
-	c.Close()
-	if len(state.PeerCertificates) == 0 {
-		return nil, nil, fmt.Errorf("connect to %s: the server sent no certificate", o.connect)
-	}
-	d := certs.Diagnose(ctx, certs.Input{Mode: certs.ModeServed, Certs: state.PeerCertificates, Names: names, CertFile: o.connect}, v)
-	return d, &state, nil
-}
-
-func (o *checkOptions) printText(w io.Writer, d *certs.Diagnosis, conn *tls.ConnectionState, v certs.Verify) {
-	if d.Mode == certs.ModeServed {
-		fmt.Fprintf(w, "server %s", d.Source)
-		if conn != nil {
-			fmt.Fprintf(w, " (%s, SNI %q)", tls.VersionName(conn.Version), conn.ServerName)
-		}
-		fmt.Fprintln(w)
-	} else {
-		fmt.Fprintf(w, "certificate %s", d.Source)
-		if o.key != "" {
-			fmt.Fprintf(w, ", key %s", o.key)
-		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintf(w, "checked at %s against %s", d.CheckedAt.UTC().Format(time.RFC3339), rootsLabel(v))
-	if v.BundleDir != "" {
-		fmt.Fprintf(w, ", bundle folder %s", v.BundleDir)
-	}
-	if v.FetchAIA {
-		fmt.Fprint(w, ", AIA fetching on")
-	} else {
-		fmt.Fprint(w, ", AIA fetching off")
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w)
-	for _, f := range d.Findings {
-		fmt.Fprintf(w, "  %-5s  %s\n", f.Severity, f.Message)
-	}
-	if d.Mode == certs.ModeFile && len(o.names) == 0 {
-		fmt.Fprintf(w, "  %-5s  %s\n", "info", "no --name given: the names clients ask for were not checked")
-	}
-	fmt.Fprintln(w)
-	title, note := "chain tlsfront would serve (leaf first):", "not served"
-	if d.Mode == certs.ModeServed {
-		title, note = "chain the server sends (in its order):", "not sent"
-	}
-	printChain(w, title, d.Chain, d.Root, note)
-	if len(d.ShouldServe) > 0 {
-		fmt.Fprintln(w)
-		printChain(w, "chain it should send:", d.ShouldServe, nil, "")
-	}
-	fmt.Fprintln(w)
-	errs, warns := 0, 0
-	for _, f := range d.Findings {
-		switch f.Severity {
-		case certs.SeverityError:
-			errs++
-		case certs.SeverityWarn:
-			warns++
-		}
-	}
-	switch {
-	case errs > 0:
-		fmt.Fprintf(w, "result: FAIL: %d problem(s) make clients fail, %d warning(s)\n", errs, warns)
-	case warns > 0:
-		fmt.Fprintf(w, "result: OK with %d warning(s): clients can connect\n", warns)
-	default:
-		fmt.Fprintln(w, "result: OK: clients can connect")
-	}
-}
-
-func rootsLabel(v certs.Verify) string {
-	if v.RootsName != "" {
-		return v.RootsName
-	}
-	if v.Roots == nil {
-		return "the system trust store"
-	}
-	return "the trust store"
-}
-
-func printChain(w io.Writer, title string, chain []certs.ChainCert, root *certs.ChainCert, rootNote string) {
-	fmt.Fprintln(w, title)
-	line := func(label string, c certs.ChainCert) {
-		fmt.Fprintf(w, "  %-16s %s\n", label, c.Subject)
-		fmt.Fprintf(w, "  %-16s issuer    %s\n", "", c.Issuer)
-		left := fmt.Sprintf("%d days left", c.DaysLeft)
-		if c.DaysLeft < 0 {
-			left = "EXPIRED"
-		}
-		fmt.Fprintf(w, "  %-16s not after %s (%s)\n", "", c.NotAfter.Format("2006-01-02 15:04 MST"), left)
-		if c.From != "" && !strings.HasPrefix(c.From, "the file") && !strings.HasPrefix(c.From, "the server") {
-			fmt.Fprintf(w, "  %-16s from      %s\n", "", c.From)
-		}
-	}
-	for i, c := range chain {
-		line(fmt.Sprintf("%d %s", i, c.Role), c)
-	}
-	if root == nil {
-		return
-	}
-	for _, c := range chain {
-		if c.SHA256 == root.SHA256 {
-			return // already listed: it is sent
-		}
-	}
-	line("root", *root)
-	fmt.Fprintf(w, "  %-16s (%s: clients must already trust it)\n", "", rootNote)
 }
