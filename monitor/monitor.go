@@ -99,7 +99,12 @@ type Options struct {
 	// HandshakeLogBurst is how many failed handshakes per (reason,
 	// fingerprint) are logged each HandshakeLogPeriod before the rest are
 	// only counted and summarised; default 5 per minute.
-	HandshakeLogBurst  int           `yaml:"handshake_log_burst"`
+	HandshakeLogBurst int `yaml:"handshake_log_burst"`
+	// AccessLog logs one line per proxied connection when it ends
+	// (listener, connection ID, client, SNI, JA4, backend, bytes each
+	// way, duration, how it ended). Off by default: a busy broker has
+	// more connections than anyone reads.
+	AccessLog          bool          `yaml:"access_log"`
 	HandshakeLogPeriod time.Duration `yaml:"handshake_log_period"`
 
 	// Now is the clock; nil means time.Now. A test seam.

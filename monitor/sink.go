@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -75,6 +76,10 @@ func (s eventSink) ConnOpened(listener string) { s.m.ConnOpened(listener) }
 
 func (s eventSink) ConnClosed(c report.ConnClosed) {
 	s.m.ConnClosed(c.Listener, c.FromClient, c.ToClient)
+	if s.m.o.AccessLog {
+		s.m.log.Info("access", "listener", c.Listener, "conn", c.ConnID, "client", c.Client.String(), "sni", c.SNI, "ja4", c.JA4,
+			"backend", c.Backend, "from_client", c.FromClient, "to_client", c.ToClient, "duration", c.Duration.Round(time.Millisecond).String(), "end", c.End)
+	}
 }
 
 func (s eventSink) BackendDial(d report.BackendDial) {

@@ -485,7 +485,8 @@ func (s *Server) newSession(tc *tls.Conn, c *conn, ev *HandshakeEvent) *session 
 		release: func() { s.untrack(c) },
 		attach:  func(b net.Conn) bool { return s.setBackend(c, b) },
 	}
-	sess.log = s.log.With("conn", strconv.FormatUint(s.ids.Add(1), 10), "client", ev.Client.String(), "sni", sess.sni)
+	sess.id, sess.ja4 = strconv.FormatUint(s.ids.Add(1), 10), ev.JA4
+	sess.log = s.log.With("conn", sess.id, "client", ev.Client.String(), "sni", sess.sni)
 	return sess
 }
 

@@ -15,6 +15,8 @@ type session struct {
 	c      *conn // the accepted connection under tc
 	client netip.AddrPort
 	sni    string
+	ja4    string
+	id     string // in every log line about the connection
 	start  time.Time
 	// log carries the listener, connection ID, client and server name.
 	log *slog.Logger

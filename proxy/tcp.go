@@ -140,10 +140,20 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	f.rep.ConnOpened(f.name)
 	f.pipes.start(tc, bc, func(in, out int64) {
 		bc.Close()
-		f.rep.ConnClosed(report.ConnClosed{Listener: f.name, FromClient: in + int64(len(head)), ToClient: out, Duration: time.Since(sess.start)})
+		f.rep.ConnClosed(report.ConnClosed{Listener: f.name, ConnID: sess.id, Client: sess.client, SNI: sess.sni, JA4: sess.ja4,
+			Backend: be.String(), FromClient: in + int64(len(head)), ToClient: out, Duration: time.Since(sess.start), End: f.endOf()})
 		sess.end()
 	})
 	return true
+}
+
+// endOf says how a connection ended: at shutdown, or closed by one of
+// its sides.
+func (f *tcpForwarder) endOf() string {
+	if f.ctx.Err() != nil {
+		return "shutdown"
+	}
+	return "closed"
 }
 
 // refuseInProtocol answers a client we will not forward: for MQTT with a

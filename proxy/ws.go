@@ -92,7 +92,11 @@ func (h *httpForwarder) serveWebSocket(w http.ResponseWriter, r *http.Request, b
 	start := time.Now()
 	h.rep.ConnOpened(h.name)
 	in, out := p.run(h.opts)
-	h.rep.ConnClosed(report.ConnClosed{Listener: h.name, FromClient: in, ToClient: out, Duration: time.Since(start)})
+	cc := report.ConnClosed{Listener: h.name, Backend: be.String(), FromClient: in, ToClient: out, Duration: time.Since(start), End: "websocket"}
+	if s := sessionFrom(r.Context()); s != nil {
+		cc.ConnID, cc.Client, cc.SNI, cc.JA4 = s.id, s.client, s.sni, s.ja4
+	}
+	h.rep.ConnClosed(cc)
 }
 
 // writeRetryLater answers 503 with a Retry-After carrying jitter, so a herd

@@ -46,13 +46,24 @@ type Refusal struct {
 	Limit string
 }
 
-// ConnClosed is a proxied connection that ended.
+// ConnClosed is a proxied connection (or WebSocket session) that ended:
+// what an access log line says.
 type ConnClosed struct {
 	Listener string
+	// ConnID is the connection's ID in every log line about it.
+	ConnID string
+	Client netip.AddrPort
+	SNI    string
+	JA4    string
+	// Backend is where it was forwarded.
+	Backend string
 	// FromClient and ToClient are the application bytes carried each
 	// way.
 	FromClient, ToClient int64
 	Duration             time.Duration
+	// End says how it ended, e.g. "closed", "shutdown", or a WebSocket
+	// close code.
+	End string
 }
 
 // BackendDial is one attempt to connect to a backend.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -170,5 +171,26 @@ func TestReadyRequiresBackend(t *testing.T) {
 	code, _, body := adminGet(t, ta, "/readyz", "")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "backend "+deadAddr+" unreachable") {
 		t.Fatalf("/readyz with the backend down = %d %q", code, body)
+	}
+}
+
+// With the access log on, a proxied connection leaves one line when it
+// ends, carrying its connection ID, client, name and bytes.
+func TestAccessLog(t *testing.T) {
+	f := newMonFixture(t)
+	ta := startApp(t, "--listen", "127.0.0.1:0", "--backend", testnet.Echo(t), "--cert", f.files.Cert, "--key", f.files.Key,
+		"--trust-ca", f.root, "--probe-disabled", "--no-watch", "--access-log")
+	c, err := tls.Dial("tcp", ta.Addr("main"), f.ca.ClientConfig("localhost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoRoundTrip(t, c, "hello")
+	c.Close()
+	ta.WaitLog("msg=access", 5*time.Second)
+	line := grepLines(ta.Logs(), "msg=access")
+	for _, want := range []string{"listener=main", "conn=1", "sni=localhost", "from_client=5", "to_client=5", "end=closed", "ja4=t13"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access line %q lacks %q", line, want)
+		}
 	}
 }

@@ -42,6 +42,7 @@ func (c *monitorSection) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.RefusalSpike, "refusal-spike", o.RefusalSpike, "alert when one limit refuses this many connections in 5 minutes")
 	fs.IntVar(&o.HandshakeLogBurst, "handshake-log-burst", o.HandshakeLogBurst, "failed handshakes of one kind logged per --handshake-log-period; the rest are summarised")
 	fs.DurationVar(&o.HandshakeLogPeriod, "handshake-log-period", o.HandshakeLogPeriod, "period of the failed-handshake log budget and its summaries")
+	fs.BoolVar(&o.AccessLog, "access-log", o.AccessLog, "log one line per proxied connection when it ends (client, SNI, JA4, backend, bytes, duration)")
 }
 
 func (c *monitorSection) validate() error { return c.Options.Validate() }
