@@ -70,7 +70,9 @@ func (c *conn) awaitFirstBytes(timeout time.Duration) error {
 func (c *conn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)
-		c.pending = c.pending[n:]
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil // an idle connection keeps no copy of its hello
+		}
 		return n, nil
 	}
 	n, err := c.Conn.Read(b)

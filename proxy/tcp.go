@@ -138,11 +138,15 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		bc.SetWriteDeadline(time.Time{})
 	}
 	f.rep.ConnOpened(f.name)
+	// What the access line needs, and no more: the closure lives as long
+	// as the connection, idle or not.
+	closed := report.ConnClosed{Listener: f.name, ConnID: sess.id, Client: sess.client, SNI: sess.sni, JA4: sess.ja4, Backend: be.String()}
+	start, end, extra := sess.start, sess.end, int64(len(head))
 	f.pipes.start(tc, bc, func(in, out int64) {
 		bc.Close()
-		f.rep.ConnClosed(report.ConnClosed{Listener: f.name, ConnID: sess.id, Client: sess.client, SNI: sess.sni, JA4: sess.ja4,
-			Backend: be.String(), FromClient: in + int64(len(head)), ToClient: out, Duration: time.Since(sess.start), End: f.endOf()})
-		sess.end()
+		closed.FromClient, closed.ToClient, closed.Duration, closed.End = in+extra, out, time.Since(start), f.endOf()
+		f.rep.ConnClosed(closed)
+		end()
 	})
 	return true
 }
