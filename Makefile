@@ -29,9 +29,11 @@ test: lint
 # The WebSocket interoperability suite alone (it also runs in `make test`):
 # paho-mqtt (Python), MQTT.js (node and headless Chromium), Mosquitto and
 # the node ws package through tlsfront. Needs `npm ci` in
-# proxy/testdata/interop; .ci/run installs everything.
+# proxy/testdata/interop; .ci/run installs everything. This target also
+# opts in to RabbitMQ's web_mqtt with PROXY headers, which needs
+# `apt-get install rabbitmq-server` and takes tens of seconds to start.
 test-interop:
-	$(GO) test -race -count=1 -run Interop -v ./proxy/
+	TLSFRONT_RABBITMQ=1 $(GO) test -race -count=1 -run Interop -v ./proxy/
 
 test-short:
 	$(GO) test -count=1 -short ./...

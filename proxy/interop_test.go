@@ -90,8 +90,16 @@ type process struct {
 
 func startProcess(t *testing.T, name string, args ...string) *process {
 	t.Helper()
+	return startProcessWith(t, func(*exec.Cmd) {}, name, args...)
+}
+
+// startProcessWith is startProcess with setup applied to the command
+// before it starts.
+func startProcessWith(t *testing.T, setup func(*exec.Cmd), name string, args ...string) *process {
+	t.Helper()
 	p := &process{cmd: exec.Command(name, args...), lines: make(chan string, 64), exited: make(chan error, 1)}
 	p.cmd.Dir = interopDir
+	setup(p.cmd)
 	p.cmd.Stderr = &p.out
 	// Its own process group, so that what it starts (Chromium's
 	// helpers) ends with it.
