@@ -408,7 +408,15 @@ func forwardFrame(dst *wsEnd, head []byte, src io.Reader, n int64) (readErr, wri
 	k := copy(buf, head)
 	for {
 		if m := min(int64(len(buf)-k), n); m > 0 {
-			r, err := src.Read(buf[k : k+int(m)])
+			var r int
+			var err error
+			if m == n {
+				// The rest of the frame fits: one write carries it, as
+				// one TLS record toward the client.
+				r, err = io.ReadFull(src, buf[k:k+int(m)])
+			} else {
+				r, err = src.Read(buf[k : k+int(m)])
+			}
 			k += r
 			n -= int64(r)
 			if err != nil && n > 0 {
