@@ -21,12 +21,16 @@ import (
 
 // HTTPOptions configure a KindHTTP listener.
 type HTTPOptions struct {
-	// PingInterval is how often an idle WebSocket client is pinged; a
-	// client that answers nothing for two intervals is closed. Zero means
-	// 30 s; negative turns pings off.
+	// PingInterval: a WebSocket client that has sent nothing for this long
+	// is pinged, and closed (1001 "ping timeout") when another interval
+	// passes without a byte from it. Its pong, masked or not, is taken by
+	// tlsfront; the backend's own pings and their pongs pass through.
+	// Zero means 30 s; negative turns pings off.
 	PingInterval time.Duration
-	// MaxMessageSize caps one WebSocket message from a client. Zero means
-	// 16 MiB.
+	// MaxMessageSize caps one WebSocket message from a client: the sum of
+	// its fragments' payloads as they are on the wire (compressed, with
+	// permessage-deflate). Over it the client gets 1009 and the backend
+	// 1001. Zero means 16 MiB; negative turns the cap off.
 	MaxMessageSize int64
 	// IdleTimeout closes keep-alive HTTP connections with no request for
 	// this long. Zero means 2 minutes.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/tlsfront/tlsfront/internal/testnet"
 	"github.com/tlsfront/tlsfront/limits"
 )
 
@@ -363,7 +365,40 @@ func TestUnmaskedPongKeepsSession(t *testing.T) {
 			if n := b.pongs.Load(); n != 0 {
 				t.Errorf("backend received %d pongs meant for tlsfront", n)
 			}
+			// A pong that answers no ping of tlsfront's is the backend's.
+			w.write(opPong, []byte("heartbeat"), true)
+			eventually(t, "unsolicited pong forwarded", 5*time.Second, func() bool { return b.pongs.Load() == 1 })
+			b.pongs.Store(0)
 		})
+	}
+}
+
+// A backend that drops in the middle of a frame: the client's stream ends
+// there, with no close frame written inside the cut frame.
+func TestBackendDropsMidFrame(t *testing.T) {
+	ln := testnet.Listen(t)
+	testnet.Serve(t, ln, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+		c.Write([]byte{0x82, 0x7e, 0x03, 0xe8}) // a 1000-byte binary frame...
+		c.Write([]byte("only ten b"))           // ...cut after 10 bytes
+	})
+	p := startProxy(t, Options{Kind: KindHTTP, Backend: Backend{Network: "tcp", Address: ln.Addr().String()}})
+	w := dialRawWS(t, p, "/", "")
+	if w.resp.StatusCode != 101 {
+		t.Fatalf("status %d", w.resp.StatusCode)
+	}
+	var hb [maxFrameHeader]byte
+	h, err := readFrameHeader(w.br, &hb)
+	if err != nil || h.length != 1000 {
+		t.Fatalf("header %+v err %v", h, err)
+	}
+	rest, err := io.ReadAll(w.br)
+	if string(rest) != "only ten b" {
+		t.Fatalf("after the cut frame's 10 bytes: %q (err %v), want nothing more", rest, err)
 	}
 }
 
