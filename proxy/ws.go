@@ -53,41 +53,50 @@ func (h *httpForwarder) serveUpgrade(w http.ResponseWriter, r *http.Request, be 
 	// Until the client's connection is ours, a client that leaves ends
 	// the wait for the backend.
 	stop := context.AfterFunc(r.Context(), func() { bc.Close() })
-	bc.SetDeadline(time.Now().Add(upgradeTimeout))
-	br := bufio.NewReaderSize(bc, wsReadBuffer)
-	if err = out.Write(bc); err == nil {
-		var resp *http.Response
-		if resp, err = http.ReadResponse(br, out); err == nil {
-			if resp.StatusCode == http.StatusSwitchingProtocols {
-				if !headerHasToken(resp.Header, "Upgrade", "websocket") {
-					resp.Body.Close()
-					bc.Close()
-					log.Warn("backend switched to another protocol", "backend", be.String(), "upgrade", resp.Header.Get("Upgrade"))
-					http.Error(w, "bad gateway", http.StatusBadGateway)
-					return
-				}
-				if !stop() {
-					bc.Close()
-					return // the client left
-				}
-				bc.SetDeadline(time.Time{})
-				h.switchProtocols(w, r, resp, bc, br, log)
-				return
-			}
-			// Any other answer (401, 403, 404, 302, even 200) is the
-			// backend's to give: it passes as it is.
-			bc.SetDeadline(time.Time{})
-			copyAnswer(w, resp)
-			resp.Body.Close()
-			stop()
-			bc.Close()
-			return
+	resp, br, err := sendUpgrade(bc, out)
+	switch {
+	case err != nil:
+		stop()
+		bc.Close()
+		if r.Context().Err() != nil {
+			return // the client left; nobody to answer
 		}
+		log.Warn("backend upgrade failed", "backend", be.String(), "err", err)
+		http.Error(w, "bad gateway: the backend closed without answering", http.StatusBadGateway)
+		return
+	case resp.StatusCode != http.StatusSwitchingProtocols:
+		// Any other answer (401, 403, 404, 302, even 200) is the
+		// backend's to give: it passes as it is.
+		copyAnswer(w, resp)
+		resp.Body.Close()
+		stop()
+		bc.Close()
+		return
+	case !headerHasToken(resp.Header, "Upgrade", "websocket"):
+		stop()
+		bc.Close()
+		log.Warn("backend switched to another protocol", "backend", be.String(), "upgrade", resp.Header.Get("Upgrade"))
+		http.Error(w, "bad gateway: the backend switched to another protocol", http.StatusBadGateway)
+		return
 	}
-	stop()
-	bc.Close()
-	log.Warn("backend upgrade failed", "backend", be.String(), "err", err)
-	http.Error(w, "bad gateway: the backend closed without answering", http.StatusBadGateway)
+	if !stop() {
+		bc.Close()
+		return // the client left
+	}
+	h.switchProtocols(w, r, resp, bc, br, log)
+}
+
+// sendUpgrade writes out to the backend and reads the head of its answer,
+// within upgradeTimeout. br holds whatever the backend sent after it.
+func sendUpgrade(bc net.Conn, out *http.Request) (resp *http.Response, br *bufio.Reader, err error) {
+	bc.SetDeadline(time.Now().Add(upgradeTimeout))
+	defer bc.SetDeadline(time.Time{})
+	if err := out.Write(bc); err != nil {
+		return nil, nil, err
+	}
+	br = bufio.NewReaderSize(bc, wsReadBuffer)
+	resp, err = http.ReadResponse(br, out)
+	return resp, br, err
 }
 
 // upgradeRequest is the request sent to the backend for an upgrade.
