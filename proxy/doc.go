@@ -14,6 +14,7 @@
 // permessage-deflate work end to end while the proxy pings idle clients,
 // caps message size and closes both sides with a proper close code.
 //
-// Only failures to reach a backend count toward its circuit breaker; any
-// HTTP answer, of any status, is the backend working.
+// Only transport failures count toward a backend's circuit breaker: a
+// failed dial and, on http listeners, a connection closed before a byte
+// of answer. Any HTTP answer, of any status, is the backend working.
 package proxy

@@ -174,11 +174,12 @@ func (h *httpForwarder) reverseProxy(be Backend) *httputil.ReverseProxy {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// New backend connections go through the same shield as tcp and
 	// WebSocket ones: paced, and refused at once while the breaker is open.
-	// Only the dial's outcome reaches the breaker; an HTTP answer, of any
+	// Only transport failures reach the breaker (a failed dial, or a
+	// connection closed before a byte of answer); an HTTP answer, of any
 	// status, is the backend working.
 	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		client, src, dst := clientOf(ctx)
-		c, err := h.dialer.dial(ctx, be, client, src, dst)
+		c, err := h.dialer.dialHTTP(ctx, be, client, src, dst)
 		if err != nil {
 			return nil, &dialError{err}
 		}

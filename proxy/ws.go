@@ -45,7 +45,7 @@ func (h *httpForwarder) serveUpgrade(w http.ResponseWriter, r *http.Request, be 
 	log := h.logFor(r)
 	client, src, dst := clientOf(r.Context())
 	out := h.upgradeRequest(r, be, client)
-	bc, err := h.dialer.dial(r.Context(), be, client, src, dst)
+	bc, err := h.dialer.dialHTTP(r.Context(), be, client, src, dst)
 	if err != nil {
 		h.dialFailed(w, r, be, err)
 		return

@@ -259,6 +259,42 @@ func TestUpgradeRefusalsDoNotTripBreaker(t *testing.T) {
 	}
 }
 
+// Transport failures do count: a backend that accepts and closes without
+// a byte of answer, three times, opens a breaker that opens after three
+// failures, for plain requests and upgrades alike.
+func TestNoAnswerTripsBreaker(t *testing.T) {
+	for _, upgrade := range []bool{false, true} {
+		t.Run(fmt.Sprintf("upgrade=%v", upgrade), func(t *testing.T) {
+			ln := testnet.Listen(t)
+			testnet.Serve(t, ln, func(c net.Conn) { http.ReadRequest(bufio.NewReader(c)) })
+			rec := newRecorder()
+			p := startProxy(t, Options{Kind: KindHTTP, Backend: Backend{Network: "tcp", Address: ln.Addr().String()}, Reporter: rec,
+				Limiter: newLimiter(t, limits.Config{BreakerFailures: 3, BreakerCooldown: time.Minute})})
+			c := httpsClient(p, false)
+			for i, want := range []int{502, 502, 502, 503} {
+				req, _ := http.NewRequest("GET", "https://"+p.addr+"/x", nil)
+				if upgrade {
+					req.Header.Set("Connection", "Upgrade")
+					req.Header.Set("Upgrade", "websocket")
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					t.Fatalf("request %d: status %d, want %d", i, resp.StatusCode, want)
+				}
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.refusals) != 1 || rec.refusals[0].Limit != "backend_down" {
+				t.Errorf("refusals %+v, want one backend_down", rec.refusals)
+			}
+		})
+	}
+}
+
 // The upgrade reaches the backend with every end-to-end header: the
 // client's Host, extensions, custom auth and request IDs; compression is
 // negotiated between client and backend and works through the relay.
