@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tlsfront/tlsfront/limits"
@@ -78,8 +79,14 @@ var errNoAnswer = errors.New("backend closed the connection without answering")
 // fails to.
 type answerConn struct {
 	net.Conn
-	once sync.Once
-	done func(error)
+	once  sync.Once
+	done  func(error)
+	asked atomic.Bool // a request was written
+}
+
+func (c *answerConn) Write(b []byte) (int, error) {
+	c.asked.Store(true)
+	return c.Conn.Write(b)
 }
 
 func (c *answerConn) Read(b []byte) (int, error) {
@@ -87,10 +94,13 @@ func (c *answerConn) Read(b []byte) (int, error) {
 	switch {
 	case n > 0:
 		c.report(nil)
-	case errors.Is(err, net.ErrClosed):
-		// We closed it: our giving up, not the backend failing.
+	case err == nil:
+	case errors.Is(err, net.ErrClosed), !c.asked.Load():
+		// We closed it, or the backend closed a connection the HTTP
+		// transport dialled but never used (its keep-alive timeout):
+		// nothing went unanswered.
 		c.report(context.Canceled)
-	case err != nil:
+	default:
 		c.report(fmt.Errorf("%w: %w", errNoAnswer, err))
 	}
 	return n, err

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -298,6 +299,50 @@ func TestPickRoute(t *testing.T) {
 			r.TLS = &tls.ConnectionState{ServerName: tt.sni}
 			if got := pickRoute(routes, be("default"), r); got != be(tt.want) {
 				t.Errorf("got %s, want %s", got, be(tt.want))
+			}
+		})
+	}
+}
+
+// What the breaker hears from an HTTP backend connection.
+func TestAnswerConnReports(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		run  func(c *answerConn, backend net.Conn)
+		want error // nil: success; context.Canceled: giving up; errNoAnswer: failure
+	}{
+		{"answered", func(c *answerConn, b net.Conn) {
+			go func() { b.Read(make([]byte, 3)); b.Write([]byte("HTTP/1.1 403")) }()
+			c.Write([]byte("GET"))
+			c.Read(make([]byte, 8))
+		}, nil},
+		{"asked, closed unanswered", func(c *answerConn, b net.Conn) {
+			go func() { b.Read(make([]byte, 3)); b.Close() }()
+			c.Write([]byte("GET"))
+			c.Read(make([]byte, 8))
+		}, errNoAnswer},
+		{"never asked, closed by the backend", func(c *answerConn, b net.Conn) {
+			b.Close()
+			c.Read(make([]byte, 8))
+		}, context.Canceled},
+		{"closed by us first", func(c *answerConn, b net.Conn) {
+			c.Close()
+			c.Read(make([]byte, 8))
+		}, context.Canceled},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, backend := net.Pipe()
+			defer backend.Close()
+			got := make(chan error, 2)
+			c := &answerConn{Conn: client, done: func(err error) { got <- err }}
+			tt.run(c, backend)
+			c.Close()
+			err := <-got
+			if (tt.want == nil) != (err == nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("breaker heard %v, want %v", err, tt.want)
+			}
+			if len(got) != 0 {
+				t.Fatal("reported twice")
 			}
 		})
 	}
