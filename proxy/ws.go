@@ -474,7 +474,12 @@ func (rl *wsRelay) ended(src, dst *wsEnd, fromClient bool, why pumpEnd, err erro
 			rl.abort(closeMsg{closeInternalError, "backend protocol error"}, closeMsg{closeProtocolError, "bad frame length"})
 		}
 	case dstFailed:
-		lost(dst)
+		// The side we could not write to may still have frames in
+		// flight, sent before it went (an MQTT DISCONNECT, whose loss
+		// would fire the client's will): the other direction forwards
+		// them until that side's stream ends, then reports it lost.
+		// The deadline bounds a side that still sends but never reads.
+		dst.conn.SetReadDeadline(time.Now().Add(wsCloseWait))
 	case srcEnded:
 		if !src.closeRead.Load() {
 			lost(src)

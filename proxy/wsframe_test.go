@@ -151,3 +151,65 @@ func TestClosePayloadFitsAControlFrame(t *testing.T) {
 		}
 	}
 }
+
+// brokenClient is a client connection that can no longer be written to,
+// whose last frame is still to be read: reading waits until a write has
+// failed, then yields that frame, then the end of the stream.
+type brokenClient struct {
+	captureConn
+	failed chan struct{}
+	once   sync.Once
+	rest   *bytes.Reader
+}
+
+func (c *brokenClient) Write([]byte) (int, error) {
+	c.once.Do(func() { close(c.failed) })
+	return 0, net.ErrClosed
+}
+
+func (c *brokenClient) Read(b []byte) (int, error) {
+	<-c.failed
+	return c.rest.Read(b)
+}
+
+// A client whose connection fails for writing still gets the frames it
+// sent before forwarded, ahead of the close tlsfront sends the backend:
+// an MQTT DISCONNECT lost there fires the client's will.
+func TestFramesInFlightFromAFailedSideAreForwarded(t *testing.T) {
+	disconnect := []byte{0x82, 0x82, 1, 2, 3, 4, 0xe0 ^ 1, 0x00 ^ 2} // masked binary frame: MQTT DISCONNECT
+	client := &brokenClient{failed: make(chan struct{}), rest: bytes.NewReader(disconnect)}
+	front, back := net.Pipe()
+	defer back.Close()
+	rl := newWSRelay(HTTPOptions{}, slog.New(slog.DiscardHandler),
+		&wsEnd{conn: client, r: bufio.NewReader(client), wtok: make(chan struct{}, 1)},
+		&wsEnd{conn: front, r: bufio.NewReader(front), mask: true, wtok: make(chan struct{}, 1)})
+	done := make(chan struct{})
+	rl.start(func(int64, int64) { close(done) })
+	// The backend sends something; writing it to the client fails.
+	back.SetDeadline(time.Now().Add(10 * time.Second))
+	back.Write([]byte{0x82, 0x02, 0xd0, 0x00}) // PINGRESP
+	br := bufio.NewReader(back)
+	var hb [maxFrameHeader]byte
+	h, err := readFrameHeader(br, &hb)
+	if err != nil || h.opcode != opBinary || h.length != 2 {
+		t.Fatalf("backend's first frame: %+v %v, want the client's DISCONNECT", h, err)
+	}
+	p := make([]byte, 2)
+	io.ReadFull(br, p)
+	unmask(h.key, 0, p)
+	if p[0] != 0xe0 {
+		t.Fatalf("payload % x, want the DISCONNECT", p)
+	}
+	h, err = readFrameHeader(br, &hb)
+	if err != nil || h.opcode != opClose {
+		t.Fatalf("then %+v %v, want a close frame", h, err)
+	}
+	cp := make([]byte, h.length)
+	io.ReadFull(br, cp)
+	unmask(h.key, 0, cp)
+	if code := closeCodeOf(cp); code != closeGoingAway {
+		t.Fatalf("close %d, want 1001", code)
+	}
+	back.Close()
+	<-done
+}
