@@ -312,6 +312,10 @@ const (
 	closingDone                // tlsfront was closing and the source answered
 )
 
+func (e pumpEnd) String() string {
+	return [...]string{"source ended", "write failed", "message too big", "bad frame", "close answered"}[e]
+}
+
 func (rl *wsRelay) run(src, dst *wsEnd, fromClient bool) {
 	why, err := rl.pump(src, dst, fromClient)
 	rl.ended(src, dst, fromClient, why, err)
@@ -449,7 +453,7 @@ func forwardFrame(dst *wsEnd, head []byte, src io.Reader, n int64) (readErr, wri
 // ended decides what a direction's end means for the session.
 func (rl *wsRelay) ended(src, dst *wsEnd, fromClient bool, why pumpEnd, err error) {
 	if rl.log.Enabled(context.Background(), slog.LevelDebug) {
-		rl.log.Debug("websocket direction ended", "from_client", fromClient, "why", int(why), "err", err)
+		rl.log.Debug("websocket direction ended", "from_client", fromClient, "why", why.String(), "err", err)
 	}
 	if rl.closing.Load() {
 		return // tlsfront's own close is under way
