@@ -8,7 +8,7 @@ BIN      := bin/tlsfront
 FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build run test test-short lint fuzz bench bench-storm docker docker-check clean
+.PHONY: build run test test-short test-interop lint fuzz bench bench-storm docker docker-check clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tlsfront
@@ -25,6 +25,15 @@ run: build
 # skip locally when those are missing, and fail in CI (CI=true).
 test: lint
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The WebSocket interoperability suite alone (it also runs in `make test`):
+# paho-mqtt (Python), MQTT.js (node and headless Chromium), Mosquitto and
+# the node ws package through tlsfront. Needs `npm ci` in
+# proxy/testdata/interop; .ci/run installs everything. This target also
+# opts in to RabbitMQ's web_mqtt with PROXY headers, which needs
+# `apt-get install rabbitmq-server` and takes tens of seconds to start.
+test-interop:
+	TLSFRONT_RABBITMQ=1 $(GO) test -race -count=1 -run Interop -v ./proxy/
 
 test-short:
 	$(GO) test -count=1 -short ./...

@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -28,21 +32,103 @@ type dialer struct {
 
 // dial connects to be for client, whose connection arrived from src at dst
 // (for the PROXY header). A refusal by the shield is returned as a
-// *limits.Refusal error, already reported.
+// *limits.Refusal error, already reported. The breaker learns the dial's
+// outcome.
 func (d *dialer) dial(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr) (net.Conn, error) {
-	return d.dialWith(ctx, be, client, src, dst, nil)
+	c, done, err := d.dialDeferred(ctx, be, client, src, dst, nil)
+	if err == nil {
+		done(nil)
+	}
+	return c, err
 }
 
 // dialWith is dial with TLVs for the PROXY protocol v2 header.
 func (d *dialer) dialWith(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr, tlvs []proxyproto.TLV) (net.Conn, error) {
+	c, done, err := d.dialDeferred(ctx, be, client, src, dst, tlvs)
+	if err == nil {
+		done(nil)
+	}
+	return c, err
+}
+
+// dialHTTP is dial for a backend that speaks first once asked: the breaker
+// learns of a success only when the backend sends its first byte, and of
+// a failure when the connection ends before one, so a backend that
+// accepts and closes without answering counts as down. Whatever it
+// answers, any HTTP status, counts as up.
+func (d *dialer) dialHTTP(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr) (net.Conn, error) {
+	c, done, err := d.dialDeferred(ctx, be, client, src, dst, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &answerConn{Conn: c, done: done}, nil
+}
+
+// dialDeferred dials and reports a failed dial to the breaker; the caller
+// reports the outcome of a successful one with done.
+func (d *dialer) dialDeferred(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr, tlvs []proxyproto.TLV) (net.Conn, func(error), error) {
 	done, refusal := d.shield.BackendFor(ctx, be.String(), client)
 	if refusal != nil {
 		d.rep.Refused(report.Refusal{Listener: d.listener, Client: client, Limit: refusal.Limit})
-		return nil, refusal
+		return nil, nil, refusal
 	}
 	start := time.Now()
 	c, err := be.dialTLVs(ctx, src, dst, tlvs)
-	done(err)
 	d.rep.BackendDial(report.BackendDial{Listener: d.listener, Backend: be.String(), Took: time.Since(start), Err: err})
-	return c, err
+	if err != nil {
+		done(err)
+		return nil, nil, err
+	}
+	return c, done, nil
+}
+
+// errNoAnswer is a backend connection that ended before the backend sent
+// a byte.
+var errNoAnswer = errors.New("backend closed the connection without answering")
+
+// answerConn reports to the breaker when the backend first answers, or
+// fails to.
+type answerConn struct {
+	net.Conn
+	once  sync.Once
+	done  func(error)
+	asked atomic.Bool // a request was written
+}
+
+func (c *answerConn) Write(b []byte) (int, error) {
+	c.asked.Store(true)
+	return c.Conn.Write(b)
+}
+
+func (c *answerConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	switch {
+	case n > 0:
+		c.report(nil)
+	case err == nil:
+	case errors.Is(err, net.ErrClosed), !c.asked.Load():
+		// We closed it, or the backend closed a connection the HTTP
+		// transport dialled but never used (its keep-alive timeout):
+		// nothing went unanswered.
+		c.report(context.Canceled)
+	default:
+		c.report(fmt.Errorf("%w: %w", errNoAnswer, err))
+	}
+	return n, err
+}
+
+func (c *answerConn) report(err error) { c.once.Do(func() { c.done(err) }) }
+
+// Close before any answer is our giving up (the client left, shutdown).
+func (c *answerConn) Close() error {
+	c.report(context.Canceled)
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the backend connection.
+func (c *answerConn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return c.Conn.Close()
 }

@@ -5,10 +5,16 @@
 // accepts, admits (limits), runs the handshake (certificates come from a
 // tls.Config callback), classifies and reports its outcome through a
 // report.Sink, and hands the handshaken session to the listener kind's
-// forwarder. The tcp forwarder copies bytes both ways (MQTT over TLS to
-// plain MQTT, answering refused MQTT clients with a CONNACK); the http
-// forwarder serves HTTP/1.1 and HTTP/2 with net/http and proxies
-// WebSocket upgrades. Both dial backends through one dialer that takes the
+// forwarder. The tcp forwarder routes by SNI and copies bytes both ways
+// (MQTT over TLS to plain MQTT, answering refused MQTT clients with a
+// CONNACK). The http forwarder serves HTTP/1.1 and HTTP/2, routes by SNI,
+// Host and path prefix, and passes requests and the backend's answers
+// through as they are, with forwarding headers (X-Forwarded-*, optionally
+// Forwarded, and X-Forwarded-Client-Cert under mTLS). A WebSocket upgrade
+// the backend accepts is relayed frame by frame: frame headers are parsed,
+// payloads are not, so extensions such as permessage-deflate work end to
+// end while the proxy pings idle clients, caps message size and closes
+// both sides with a proper close code. Both dial backends through one dialer that takes the
 // backend shield (pacing, circuit breaker) as a small interface. A
 // Redirect is the plain HTTP listener that sends clients to https; it and
 // Server share the Listener interface.
@@ -19,6 +25,10 @@
 //
 // Constructors start nothing; Serve starts the goroutines, and Shutdown
 // drains and then closes what the Server owns.
+//
+// Only transport failures count toward a backend's circuit breaker: a
+// failed dial and, on http listeners, a connection closed before a byte
+// of answer. Any HTTP answer, of any status, is the backend working.
 //
 // Client identity reaches the broker in two ways: a listener can let in
 // only listed client certificates (ClientAllow, checked after the chain in

@@ -58,7 +58,7 @@ type testProxy struct {
 
 // startProxy serves o on 127.0.0.1:0 with a fresh CA and a localhost leaf,
 // unless o.TLS is set.
-func startProxy(t *testing.T, o Options) *testProxy {
+func startProxy(t testing.TB, o Options) *testProxy {
 	t.Helper()
 	ca := pkitest.NewCA(t)
 	if o.TLS == nil {

@@ -5,31 +5,54 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
 )
 
 // HTTPOptions configure a KindHTTP listener.
 type HTTPOptions struct {
-	// PingInterval is how often an idle WebSocket client is pinged; a
-	// client that answers nothing for two intervals is closed. Zero means
-	// 30 s; negative turns pings off.
+	// PingInterval: a WebSocket client that has sent nothing for this long
+	// is pinged, and closed (1001 "ping timeout") when another interval
+	// passes without a byte from it. Its pong, masked or not, is taken by
+	// tlsfront; the backend's own pings and their pongs pass through.
+	// Zero means 30 s; negative turns pings off.
 	PingInterval time.Duration
-	// MaxMessageSize caps one WebSocket message from a client. Zero means
-	// 16 MiB.
+	// MaxMessageSize caps one WebSocket message from a client: the sum of
+	// its fragments' payloads as they are on the wire (compressed, with
+	// permessage-deflate). Over it the client gets 1009 and the backend
+	// 1001. Zero means 16 MiB; negative turns the cap off.
 	MaxMessageSize int64
 	// IdleTimeout closes keep-alive HTTP connections with no request for
 	// this long. Zero means 2 minutes.
 	IdleTimeout time.Duration
+	// Routes pick a backend by server name, Host and path prefix (see
+	// HTTPRoute for the precedence); Options.Routes (by server name) are
+	// added after them.
+	Routes []HTTPRoute
+	// RewriteHost sends the backend its own address as Host; by default
+	// the client's Host is kept.
+	RewriteHost bool
+	// TrustedProxies are the peers (TCP peer, or the source of an
+	// accepted PROXY header) whose X-Forwarded-For and Forwarded are
+	// appended to; anyone else's are replaced.
+	TrustedProxies []netip.Prefix
+	// ForwardedHeader also sends RFC 7239 Forwarded.
+	ForwardedHeader bool
+	// ClientCertVerified says the TLS configuration verifies client
+	// certificates (mTLS), so a client's certificate is forwarded in
+	// X-Forwarded-Client-Cert. That header is always dropped from what
+	// clients send.
+	ClientCertVerified bool
 }
 
 // httpForwarder serves handshaken sessions with net/http, which speaks
@@ -42,7 +65,7 @@ type httpForwarder struct {
 	dialer  *dialer
 	opts    HTTPOptions
 	backend Backend
-	routes  map[string]Backend
+	routes  []HTTPRoute
 	srv     *http.Server
 	ln      *chanListener
 	proxies map[Backend]*httputil.ReverseProxy
@@ -63,15 +86,24 @@ func newHTTPForwarder(s *Server, d *dialer, o HTTPOptions) (*httpForwarder, erro
 	}
 	h := &httpForwarder{
 		name: s.opts.Name, log: s.log, rep: s.rep, dialer: d, opts: o,
-		backend: s.opts.Backend, routes: s.opts.Routes,
+		backend: s.opts.Backend, routes: slices.Clone(o.Routes),
 		proxies: map[Backend]*httputil.ReverseProxy{}, served: make(chan struct{}),
 	}
-	h.ws.conns = map[*wsPair]struct{}{}
-	for _, be := range append([]Backend{s.opts.Backend}, mapValues(s.opts.Routes)...) {
+	for _, name := range slices.Sorted(maps.Keys(s.opts.Routes)) {
+		h.routes = append(h.routes, HTTPRoute{SNI: []string{name}, Backend: s.opts.Routes[name]})
+	}
+	h.ws.conns = map[*wsRelay]struct{}{}
+	backends := []Backend{s.opts.Backend}
+	for _, rt := range h.routes {
+		backends = append(backends, rt.Backend)
+	}
+	for _, be := range backends {
 		if be.Address == "" {
 			return nil, errors.New("no backend")
 		}
-		h.proxies[be] = h.reverseProxy(be)
+		if h.proxies[be] == nil {
+			h.proxies[be] = h.reverseProxy(be)
+		}
 	}
 	h.srv = &http.Server{
 		Handler:           h,
@@ -91,14 +123,6 @@ func newHTTPForwarder(s *Server, d *dialer, o HTTPOptions) (*httpForwarder, erro
 	}
 	h.ln = newChanListener()
 	return h, nil
-}
-
-func mapValues(m map[string]Backend) []Backend {
-	out := make([]Backend, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 // start runs net/http on the sessions forward delivers.
@@ -146,16 +170,20 @@ func clientOf(ctx context.Context) (client netip.Addr, src, dst net.Addr) {
 }
 
 func (h *httpForwarder) reverseProxy(be Backend) *httputil.ReverseProxy {
-	target := &url.URL{Scheme: "http", Host: be.Address}
-	if be.Network == "unix" {
-		target.Host = "backend" // any name: the transport dials the socket
-	}
+	target := &url.URL{Scheme: "http", Host: backendHost(be)}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// New backend connections go through the same shield as tcp and
 	// WebSocket ones: paced, and refused at once while the breaker is open.
+	// Only transport failures reach the breaker (a failed dial, or a
+	// connection closed before a byte of answer); an HTTP answer, of any
+	// status, is the backend working.
 	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 		client, src, dst := clientOf(ctx)
-		return h.dialer.dial(ctx, be, client, src, dst)
+		c, err := h.dialer.dialHTTP(ctx, be, client, src, dst)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		return c, nil
 	}
 	if be.ProxyProtocol != 0 {
 		// A PROXY header names one client, so a backend connection can
@@ -165,21 +193,35 @@ func (h *httpForwarder) reverseProxy(be Backend) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
-			r.Out.Host = r.In.Host
-			r.SetXForwarded()
+			if !h.opts.RewriteHost {
+				r.Out.Host = r.In.Host
+			}
+			client, _, _ := clientOf(r.In.Context())
+			h.setForwarding(r.Out.Header, r.In, client)
 		},
 		Transport: tr,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			var refusal *limits.Refusal
-			if errors.As(err, &refusal) {
-				writeRetryLater(w, refusal.RetryAfter)
+			var de *dialError
+			if errors.As(err, &de) {
+				h.dialFailed(w, r, be, de.err)
 				return
 			}
+			if errors.Is(err, context.Canceled) {
+				return // the client left
+			}
+			// Connected, but no answer: the backend failed, not a limit.
 			h.logFor(r).Warn("backend request failed", "backend", be.String(), "err", err)
-			writeUnavailable(w)
+			http.Error(w, "bad gateway: the backend closed without answering", http.StatusBadGateway)
 		},
 	}
 }
+
+// dialError is a failure to reach the backend, as opposed to one after
+// connecting.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // logFor is the request's connection-scoped logger.
 func (h *httpForwarder) logFor(r *http.Request) *slog.Logger {
@@ -189,17 +231,10 @@ func (h *httpForwarder) logFor(r *http.Request) *slog.Logger {
 	return h.log
 }
 
-func (h *httpForwarder) backendFor(r *http.Request) Backend {
-	if r.TLS != nil {
-		return backendFor(h.routes, h.backend, r.TLS.ServerName)
-	}
-	return h.backend
-}
-
 func (h *httpForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	be := h.backendFor(r)
-	if isWebSocketUpgrade(r) {
-		h.serveWebSocket(w, r, be)
+	be := pickRoute(h.routes, h.backend, r)
+	if r.ProtoMajor == 1 && isWebSocketUpgrade(r) {
+		h.serveUpgrade(w, r, be)
 		return
 	}
 	h.proxies[be].ServeHTTP(w, r)

@@ -19,7 +19,7 @@ import (
 
 // startHTTPBackend serves /who (echoes forwarding headers and protocol) and
 // /mqtt (a WebSocket echo that speaks the "mqtt" subprotocol).
-func startHTTPBackend(t *testing.T) Backend {
+func startHTTPBackend(t testing.TB) Backend {
 	t.Helper()
 	up := websocket.Upgrader{Subprotocols: []string{"mqtt"}}
 	mux := http.NewServeMux()

@@ -654,6 +654,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.pipes.closeAll()
+	// The forwarder's own sessions first: a WebSocket gets its close
+	// frame (1001) before its socket is closed below.
+	s.fwd.closeAll()
 	s.mu.Lock()
 	n := len(s.active)
 	conns := slices.Collect(func(yield func(net.Conn) bool) {
@@ -670,7 +673,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.Close()
 	}
-	s.fwd.closeAll()
 	<-done
 	if n > 0 {
 		s.log.Warn("closed connections still open after grace period", "count", n)

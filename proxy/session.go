@@ -44,6 +44,8 @@ type forwarder interface {
 	// shutdown waits for the sessions the forwarder holds apart from the
 	// front's registry until ctx ends.
 	shutdown(ctx context.Context) error
-	// closeAll closes whatever is left after the grace period.
+	// closeAll closes whatever is left after the grace period, each
+	// session in its own protocol where it has one (a WebSocket close
+	// frame); it returns once they are closed, in bounded time.
 	closeAll()
 }

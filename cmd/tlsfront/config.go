@@ -119,6 +119,14 @@ type listenerConfig struct {
 	HTTPSPort int `yaml:"https_port"`
 	// TLS is what the listener accepts of clients' TLS stacks.
 	TLS tlsConfig `yaml:"tls"`
+	// PreserveHost (http listeners) sends the client's Host to the
+	// backend; false sends the backend's address. Default true.
+	PreserveHost *bool `yaml:"preserve_host"`
+	// TrustedProxies (http listeners) are the CIDRs of peers whose
+	// X-Forwarded-For and Forwarded are appended to rather than replaced.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ForwardedHeader (http listeners) also sends RFC 7239 Forwarded.
+	ForwardedHeader bool `yaml:"forwarded_header"`
 }
 
 // tlsConfig is a listener's TLS policy as written: a profile and
@@ -149,8 +157,12 @@ type clientAllowConfig struct {
 func (c clientAllowConfig) empty() bool { return len(c.CN)+len(c.OU)+len(c.DNS)+len(c.URI) == 0 }
 
 type routeConfig struct {
-	SNI     []string `yaml:"sni"`
-	Backend string   `yaml:"backend"`
+	SNI []string `yaml:"sni"`
+	// Host and PathPrefix (http listeners) also match the Host header
+	// and the start of the path; see proxy.HTTPRoute for precedence.
+	Host       []string `yaml:"host"`
+	PathPrefix string   `yaml:"path_prefix"`
+	Backend    string   `yaml:"backend"`
 }
 
 type wsConfig struct {

@@ -44,12 +44,29 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 	}
 	be.ProxyProtocol = lc.ProxyProtocol
 	routes := map[string]proxy.Backend{}
+	ho := proxy.HTTPOptions{
+		PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize,
+		RewriteHost:        lc.PreserveHost != nil && !*lc.PreserveHost,
+		ForwardedHeader:    lc.ForwardedHeader,
+		ClientCertVerified: a.cfg.ClientAuth.enabled(),
+	}
+	for _, p := range lc.TrustedProxies {
+		pf, err := parsePrefix(p)
+		if err != nil {
+			return nil, err
+		}
+		ho.TrustedProxies = append(ho.TrustedProxies, pf)
+	}
 	for _, r := range lc.Routes {
 		rb, err := proxy.ParseBackend(r.Backend)
 		if err != nil {
 			return nil, err
 		}
 		rb.ProxyProtocol = lc.ProxyProtocol
+		if lc.Kind == "http" {
+			ho.Routes = append(ho.Routes, proxy.HTTPRoute{SNI: r.SNI, Host: r.Host, PathPrefix: r.PathPrefix, Backend: rb})
+			continue
+		}
 		for _, n := range r.SNI {
 			routes[strings.ToLower(n)] = rb
 		}
@@ -74,7 +91,7 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		Limiter:           a.limiter,
 		Reporter:          a.rep,
 		KnownName:         a.certs.Covers,
-		HTTP:              proxy.HTTPOptions{PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize},
+		HTTP:              ho,
 		Log:               a.log,
 	}
 	opts.MQTTMaxConnectSize = lc.MQTTMaxConnectSize

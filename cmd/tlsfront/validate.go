@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -121,13 +122,30 @@ func (c *config) validate() error {
 		if l.ProxyProtocol != 0 && l.ProxyProtocol != 1 && l.ProxyProtocol != 2 {
 			bad(f+".proxy_protocol", "%d is not 0 (off), 1 or 2", l.ProxyProtocol)
 		}
+		http := l.Kind == "http"
 		for j, r := range l.Routes {
 			rf := fmt.Sprintf("%s.routes[%d]", f, j)
-			if len(r.SNI) == 0 {
+			switch {
+			case !http && (len(r.Host) > 0 || r.PathPrefix != ""):
+				bad(rf, "host and path_prefix route http listeners only; a %s listener routes by sni", l.Kind)
+			case len(r.SNI) == 0 && !http:
 				bad(rf+".sni", "missing: which server names go to this backend?")
+			case len(r.SNI) == 0 && len(r.Host) == 0 && r.PathPrefix == "":
+				bad(rf, "missing: give sni, host or path_prefix to say which requests go to this backend")
+			}
+			if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+				bad(rf+".path_prefix", "%q must start with /", r.PathPrefix)
 			}
 			if _, err := proxy.ParseBackend(r.Backend); err != nil {
 				bad(rf+".backend", "%v", err)
+			}
+		}
+		if !http && (l.PreserveHost != nil || len(l.TrustedProxies) > 0 || l.ForwardedHeader) {
+			bad(f, "preserve_host, trusted_proxies and forwarded_header are for http listeners")
+		}
+		for j, p := range l.TrustedProxies {
+			if _, err := parsePrefix(p); err != nil {
+				bad(fmt.Sprintf("%s.trusted_proxies[%d]", f, j), "%v", err)
 			}
 		}
 	}
@@ -180,6 +198,18 @@ func (c *config) routedNames() []string {
 		}
 	}
 	return out
+}
+
+// parsePrefix reads a CIDR, or a single address as its own prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (10.0.0.0/8) or an address", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 func validHostPort(s string) error {
