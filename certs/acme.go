@@ -90,6 +90,10 @@ type ACMEOptions struct {
 	// RenewCheckInterval is how often managed certificates are checked for
 	// renewal; zero means certmagic's default (10 minutes). Tests shorten it.
 	RenewCheckInterval time.Duration
+	// DisableARI makes the renewal window ratio alone decide when a
+	// certificate is renewed, ignoring the CA's ACME Renewal Information
+	// (whose window depends on a fetch, so tests cannot rely on it).
+	DisableARI bool
 }
 
 // OnDemandOptions decide which names a handshake may obtain a
@@ -280,6 +284,7 @@ func (a *ACME) Start(ch ChallengeAddrs) error {
 	}
 	base := certmagic.Config{
 		RenewalWindowRatio: a.opts.RenewalWindowRatio,
+		DisableARI:         a.opts.DisableARI,
 		Storage:            storage,
 		Logger:             zl,
 		OnEvent:            a.onEvent,

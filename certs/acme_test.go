@@ -179,6 +179,7 @@ func newSetup(t *testing.T, o setupOptions) (*acmeSetup, string) {
 		Log:                testLog(t),
 		RenewalWindowRatio: o.ratio,
 		RenewCheckInterval: o.checkEvery,
+		DisableARI:         o.ratio > 0, // the ratio decides, not a fetched window
 	})
 	if err != nil {
 		t.Fatal(err)

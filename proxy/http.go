@@ -48,6 +48,20 @@ type HTTPOptions struct {
 	TrustedProxies []netip.Prefix
 	// ForwardedHeader also sends RFC 7239 Forwarded.
 	ForwardedHeader bool
+	// MaxHeaderBytes caps a request's headers, HTTP/1.1 (431) and HTTP/2
+	// alike; zero means 64 KiB.
+	MaxHeaderBytes int
+	// ClientStreams caps one client's requests in flight, HTTP/2 streams
+	// over all its connections included; beyond it the client gets 429
+	// and the backend nothing. Zero means 100; negative turns it off.
+	ClientStreams int
+	// MinBodyRate is the least rate (bytes per second) a request body
+	// must arrive at after a 10 s grace, or the request is cut (slow
+	// POST). Zero means 1 KiB/s; negative turns it off.
+	MinBodyRate int64
+	// BodyGrace is how long a body may take before MinBodyRate applies;
+	// zero means 10 s.
+	BodyGrace time.Duration
 	// ClientCertVerified says the TLS configuration verifies client
 	// certificates (mTLS), so a client's certificate is forwarded in
 	// X-Forwarded-Client-Cert. That header is always dropped from what
@@ -70,6 +84,7 @@ type httpForwarder struct {
 	ln      *chanListener
 	proxies map[Backend]*httputil.ReverseProxy
 	ws      wsRegistry
+	streams clientStreams
 	started bool
 	served  chan struct{}
 }
@@ -84,10 +99,23 @@ func newHTTPForwarder(s *Server, d *dialer, o HTTPOptions) (*httpForwarder, erro
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 2 * time.Minute
 	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if o.ClientStreams == 0 {
+		o.ClientStreams = defaultClientStreams
+	}
+	if o.MinBodyRate == 0 {
+		o.MinBodyRate = defaultBodyRate
+	}
+	if o.BodyGrace == 0 {
+		o.BodyGrace = defaultBodyGrace
+	}
 	h := &httpForwarder{
 		name: s.opts.Name, log: s.log, rep: s.rep, dialer: d, opts: o,
 		backend: s.opts.Backend, routes: slices.Clone(o.Routes),
 		proxies: map[Backend]*httputil.ReverseProxy{}, served: make(chan struct{}),
+		streams: clientStreams{max: o.ClientStreams, n: map[netip.Addr]int{}},
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.opts.Routes)) {
 		h.routes = append(h.routes, HTTPRoute{SNI: []string{name}, Backend: s.opts.Routes[name]})
@@ -109,7 +137,9 @@ func newHTTPForwarder(s *Server, d *dialer, o HTTPOptions) (*httpForwarder, erro
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       o.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// HTTP/2 takes its header list limit from this too.
+		MaxHeaderBytes: o.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		// The session rides in every request's context, set once per
 		// connection, for the PROXY header, the limiter and the logs.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -185,6 +215,10 @@ func (h *httpForwarder) reverseProxy(be Backend) *httputil.ReverseProxy {
 		}
 		return c, nil
 	}
+	// Backend connections are reused, not dialled per request or per
+	// HTTP/2 stream: a flood of streams cannot turn into a flood of dials.
+	tr.MaxIdleConnsPerHost = 64
+	tr.MaxConnsPerHost = 512
 	if be.ProxyProtocol != 0 {
 		// A PROXY header names one client, so a backend connection can
 		// never be shared between clients.
@@ -206,8 +240,22 @@ func (h *httpForwarder) reverseProxy(be Backend) *httputil.ReverseProxy {
 				h.dialFailed(w, r, be, de.err)
 				return
 			}
+			if b, _ := r.Context().Value(clientBodyKey{}).(*clientBody); b != nil && b.err != nil {
+				// The client's body was malformed or too slow: its fault,
+				// not the backend's.
+				h.logFor(r).Debug("request body refused", "err", b.err)
+				code := http.StatusBadRequest
+				if errors.Is(b.err, errSlowBody) {
+					code = http.StatusRequestTimeout
+				}
+				http.Error(w, b.err.Error(), code)
+				return
+			}
 			if errors.Is(err, context.Canceled) {
-				return // the client left
+				if s := sessionFrom(r.Context()); s != nil {
+					s.resets.Add(1)
+				}
+				return // the client left, or reset the stream
 			}
 			// Connected, but no answer: the backend failed, not a limit.
 			h.logFor(r).Warn("backend request failed", "backend", be.String(), "err", err)
@@ -232,6 +280,26 @@ func (h *httpForwarder) logFor(r *http.Request) *slog.Logger {
 }
 
 func (h *httpForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	client, _, _ := clientOf(r.Context())
+	if !h.streams.acquire(client) {
+		// Over its share: answered here, the backend never sees it.
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many requests in flight from this client", http.StatusTooManyRequests)
+		return
+	}
+	defer h.streams.release(client)
+	if r.ProtoMajor == 2 && !h.holdForReset(r) {
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		rate := h.opts.MinBodyRate
+		if rate < 0 {
+			rate = 0
+		}
+		cb := &clientBody{ReadCloser: r.Body, rc: http.NewResponseController(w), start: time.Now(), rate: rate, grace: h.opts.BodyGrace}
+		r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, cb))
+		r.Body = cb
+	}
 	be := pickRoute(h.routes, h.backend, r)
 	if r.ProtoMajor == 1 && isWebSocketUpgrade(r) {
 		h.serveUpgrade(w, r, be)

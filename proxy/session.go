@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,10 @@ type session struct {
 	ja4    string
 	id     string // in every log line about the connection
 	start  time.Time
+	// resets counts HTTP/2 streams the client reset before their answer;
+	// resetClosed is set once the connection was closed for it.
+	resets      atomic.Int64
+	resetClosed atomic.Bool
 	// log carries the listener, connection ID, client and server name.
 	log *slog.Logger
 	// attach registers the backend connection with the front, so that a

@@ -127,6 +127,16 @@ type listenerConfig struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// ForwardedHeader (http listeners) also sends RFC 7239 Forwarded.
 	ForwardedHeader bool `yaml:"forwarded_header"`
+	// MaxHeaderBytes (http listeners) caps a request's headers, HTTP/1.1
+	// and HTTP/2 alike (0: 64 KiB).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ClientStreams (http listeners) caps one client's requests in
+	// flight, HTTP/2 streams included (0: 100; negative: off).
+	ClientStreams int `yaml:"client_streams"`
+	// MinBodyRate (http listeners) is the least rate, in bytes per
+	// second, a request body must keep after 10 s (0: 1024; negative:
+	// off).
+	MinBodyRate int64 `yaml:"min_body_rate"`
 }
 
 // tlsConfig is a listener's TLS policy as written: a profile and

@@ -48,6 +48,9 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 		PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize,
 		RewriteHost:        lc.PreserveHost != nil && !*lc.PreserveHost,
 		ForwardedHeader:    lc.ForwardedHeader,
+		MaxHeaderBytes:     lc.MaxHeaderBytes,
+		ClientStreams:      lc.ClientStreams,
+		MinBodyRate:        lc.MinBodyRate,
 		ClientCertVerified: a.cfg.ClientAuth.enabled(),
 	}
 	for _, p := range lc.TrustedProxies {
