@@ -113,7 +113,8 @@ func TestPROXYHeaderOnHTTPListener(t *testing.T) {
 // load balancer's client: in its own PROXY header and in X-Forwarded-For.
 func TestPROXYHeaderFromLoadBalancerReachesBackend(t *testing.T) {
 	b := startProxyBackend(t)
-	p := startProxy(t, Options{Kind: KindHTTP, AcceptProxyHeader: true, Backend: Backend{Network: "tcp", Address: b.addr, ProxyProtocol: 2}})
+	p := startProxy(t, Options{Kind: KindHTTP, AcceptProxyHeader: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Backend: Backend{Network: "tcp", Address: b.addr, ProxyProtocol: 2}})
 	raw, err := net.Dial("tcp", p.addr)
 	if err != nil {
 		t.Fatal(err)
