@@ -29,16 +29,24 @@ func statFile(path string) (fileStat, bool) {
 	if err != nil {
 		return fileStat{}, false
 	}
-	s := fileStat{size: fi.Size(), mtime: fi.ModTime()}
-	statSys(fi, &s)
-	return s, true
+	return statOf(fi), true
 }
 
-// statPair stats f's files. ok is false when one cannot be stat'ed: the
-// pair is then read, which says why.
-func statPair(f FileCert) (p pairPrint, ok bool) {
-	if p.cert, ok = statFile(f.CertFile); !ok {
-		return p, false
+func statOf(fi os.FileInfo) fileStat {
+	s := fileStat{size: fi.Size(), mtime: fi.ModTime()}
+	statSys(fi, &s)
+	return s
+}
+
+// statPair stats f's files; cert, when ok, is the certificate file's
+// stats taken a moment ago (by the folder scan). ok is false when one
+// cannot be stat'ed: the pair is then read, which says why.
+func statPair(f FileCert, cert fileStat, certOK bool) (p pairPrint, ok bool) {
+	p.cert, ok = cert, certOK
+	if !ok {
+		if p.cert, ok = statFile(f.CertFile); !ok {
+			return p, false
+		}
 	}
 	if f.KeyFile == "" {
 		p.key = p.cert

@@ -106,6 +106,21 @@ func (f FolderSource) ID() string { return "dir:" + f.Dir }
 // Dir cannot be read; a pair whose key is missing is still listed, so that
 // loading it reports the problem.
 func (f FolderSource) Scan() ([]FileCert, error) {
+	found, err := f.scan()
+	out := make([]FileCert, len(found))
+	for i, p := range found {
+		out[i] = p.FileCert
+	}
+	return out, err
+}
+
+// found is a pair a scan found, with the stats of its certificate file.
+type found struct {
+	FileCert
+	cert fileStat
+}
+
+func (f FolderSource) scan() ([]found, error) {
 	fi, err := os.Stat(f.Dir)
 	if err != nil {
 		return nil, &FolderError{f.Dir, err}
@@ -113,29 +128,24 @@ func (f FolderSource) Scan() ([]FileCert, error) {
 	if !fi.IsDir() {
 		return nil, &FolderError{f.Dir, errors.New("not a folder")}
 	}
-	var out []FileCert
-	if f.Cert != "" {
-		if out, err = f.scanPattern(); err != nil {
-			return nil, &FolderError{f.Dir, err}
-		}
-	} else {
+	var out []found
+	layouts := []FolderSource{f}
+	if f.Cert == "" {
+		layouts = autoLayouts
 		// One secret volume (or one certbot name) mounted as Dir itself.
 		for _, l := range [][2]string{{"tls.crt", "tls.key"}, {"fullchain.pem", "privkey.pem"}} {
-			if isFile(filepath.Join(f.Dir, l[0])) {
-				out = append(out, FileCert{ID: f.id(filepath.Base(filepath.Clean(f.Dir))), CertFile: filepath.Join(f.Dir, l[0]), KeyFile: filepath.Join(f.Dir, l[1])})
+			if st, ok := statRegular(filepath.Join(f.Dir, l[0])); ok {
+				out = append(out, found{FileCert{ID: f.id(filepath.Base(filepath.Clean(f.Dir))), CertFile: filepath.Join(f.Dir, l[0]), KeyFile: filepath.Join(f.Dir, l[1])}, st})
 				break
 			}
 		}
-		for _, l := range autoLayouts {
-			l.Dir, l.Prefix = f.Dir, f.Prefix
-			found, err := l.scanPattern()
-			if err != nil {
-				return nil, &FolderError{f.Dir, err}
-			}
-			out = append(out, found...)
-		}
 	}
-	slices.SortStableFunc(out, func(a, b FileCert) int { return strings.Compare(a.ID, b.ID) })
+	pairs, err := f.scanPatterns(layouts)
+	if err != nil {
+		return nil, &FolderError{f.Dir, err}
+	}
+	out = append(out, pairs...)
+	slices.SortStableFunc(out, func(a, b found) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -146,56 +156,81 @@ func (f FolderSource) id(name string) string {
 	return name
 }
 
-// scanPattern lists the files matching f.Cert. The "*" lies within one
-// path element: the folder holding that element is read once, and each
-// entry whose name fits is a pair if the rest of the pattern leads to a
-// file.
-func (f FolderSource) scanPattern() ([]FileCert, error) {
-	pat := filepath.ToSlash(f.Cert)
+// patternParts splits a Cert pattern around its "*", which lies within
+// one path element: the folder holding that element (parent), what the
+// element must start and end with, and the rest of the path after it.
+func patternParts(cert string) (parent, before, after, rest string) {
+	pat := filepath.ToSlash(cert)
 	star := strings.Index(pat, "*")
 	start := strings.LastIndex(pat[:star], "/") + 1
 	end := len(pat)
 	if i := strings.Index(pat[star:], "/"); i >= 0 {
 		end = star + i
 	}
-	parent := filepath.Join(f.Dir, filepath.FromSlash(pat[:start]))
-	before, after, rest := pat[start:star], pat[star+1:end], filepath.FromSlash(pat[end:])
+	return pat[:start], pat[start:star], pat[star+1 : end], pat[end:]
+}
+
+// scanPatterns lists the files matching the Cert pattern of each layout
+// (all of whose "*" must lie in the same folder), the first layout that
+// matches an entry winning. Each folder entry costs one stat, made on
+// GOMAXPROCS goroutines: a folder of ten thousand is listed in tens of
+// milliseconds.
+func (f FolderSource) scanPatterns(layouts []FolderSource) ([]found, error) {
+	parentRel, _, _, _ := patternParts(layouts[0].Cert)
+	parent := filepath.Join(f.Dir, filepath.FromSlash(parentRel))
 	entries, err := os.ReadDir(parent)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && start > 0 {
+		if errors.Is(err, fs.ErrNotExist) && parentRel != "" {
 			return nil, nil // a fixed subfolder of the pattern not there (yet)
 		}
 		return nil, err
 	}
-	var out []FileCert
-	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") || len(n) < len(before)+len(after) || !strings.HasPrefix(n, before) || !strings.HasSuffix(n, after) {
-			continue
+	res := make([]found, len(entries))
+	each(len(entries), func(i int) {
+		n := entries[i].Name()
+		if strings.HasPrefix(n, ".") {
+			return
 		}
-		name := n[len(before) : len(n)-len(after)]
-		if name == "" {
-			continue
+		for _, l := range layouts {
+			_, before, after, rest := patternParts(l.Cert)
+			if len(n) < len(before)+len(after) || !strings.HasPrefix(n, before) || !strings.HasSuffix(n, after) {
+				continue
+			}
+			name := n[len(before) : len(n)-len(after)]
+			if name == "" {
+				continue
+			}
+			cert := filepath.Join(parent, n) + filepath.FromSlash(rest)
+			st, ok := statRegular(cert)
+			if !ok {
+				// A subfolder without the file (certbot's README is not
+				// even a folder), or a folder matching "*.crt": not a
+				// pair.
+				continue
+			}
+			fc := FileCert{ID: f.id(name), CertFile: cert}
+			if l.Key != "" {
+				fc.KeyFile = filepath.Join(f.Dir, filepath.FromSlash(strings.ReplaceAll(filepath.ToSlash(l.Key), "{name}", name)))
+			}
+			res[i] = found{fc, st}
+			return
 		}
-		cert := filepath.Join(parent, n) + rest
-		if !isFile(cert) {
-			// A subfolder without the file (certbot's README is not
-			// even a folder), or a folder matching "*.crt": not a pair.
-			continue
+	})
+	out := res[:0]
+	for _, p := range res {
+		if p.CertFile != "" {
+			out = append(out, p)
 		}
-		fc := FileCert{ID: f.id(name), CertFile: cert}
-		if f.Key != "" {
-			fc.KeyFile = filepath.Join(f.Dir, filepath.FromSlash(strings.ReplaceAll(filepath.ToSlash(f.Key), "{name}", name)))
-		}
-		out = append(out, fc)
 	}
 	return out, nil
 }
 
-// isFile reports whether path leads, through symlinks, to something that
-// is not a folder. ReadFile refuses what is not a regular file, saying
-// why.
-func isFile(path string) bool {
+// statRegular stats path through symlinks, ok when it is not a folder.
+// ReadFile refuses what is not a regular file, saying why.
+func statRegular(path string) (fileStat, bool) {
 	fi, err := os.Stat(path)
-	return err == nil && !fi.IsDir()
+	if err != nil || fi.IsDir() {
+		return fileStat{}, false
+	}
+	return statOf(fi), true
 }

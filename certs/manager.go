@@ -184,6 +184,10 @@ type Manager struct {
 	trust trustPrint
 	// dups are the folder pairs already said to clash with another ID.
 	dups map[string]bool
+	// cas are the CA certificates of checked chains, by DER, shared
+	// between bundles.
+	casMu sync.Mutex
+	cas   map[string]*x509.Certificate
 }
 
 // NewManager checks o and returns a Manager with nothing loaded. It does no

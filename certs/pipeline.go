@@ -29,6 +29,10 @@ type pair struct {
 	printed bool
 	// err is why those files were refused; nil when they serve.
 	err error
+	// scanned is the certificate file's stats from the folder scan
+	// that found the pair, when scannedOK.
+	scanned   fileStat
+	scannedOK bool
 }
 
 // where names p in errors: its YAML entry, or its folder.
@@ -56,7 +60,7 @@ type checked struct {
 // With prove unset the self-test is left to the caller (the start runs it
 // once it knows the routed names).
 func (m *Manager) check(ctx context.Context, p *pair, v Verify, names []string, force, prove bool) checked {
-	st, statOK := statPair(p.FileCert)
+	st, statOK := statPair(p.FileCert, p.scanned, p.scannedOK)
 	if statOK && !force && p.printed && p.print.sameStats(st) {
 		return checked{out: Unchanged, print: p.print, printed: true, same: true}
 	}
@@ -78,6 +82,7 @@ func (m *Manager) check(ctx context.Context, p *pair, v Verify, names []string, 
 	if w := keyModeWarning(keyFile); w != "" {
 		b.Warnings = append(b.Warnings, w)
 	}
+	m.slim(b)
 	if cur := m.store.Get(p.ID); cur != nil && sameBundle(cur, b) {
 		c.out = Unchanged
 		return c
@@ -123,7 +128,7 @@ func (m *Manager) scan(prev map[string]*pair) (list []*pair, folderErrs map[int]
 		seen[f.ID] = true
 	}
 	for fi, fs := range m.o.Folders {
-		found, err := fs.Scan()
+		got, err := fs.scan()
 		if err != nil {
 			if folderErrs == nil {
 				folderErrs = map[int]error{}
@@ -131,19 +136,20 @@ func (m *Manager) scan(prev map[string]*pair) (list []*pair, folderErrs map[int]
 			folderErrs[fi] = err
 			for _, p := range prev {
 				if p.index < 0 && p.folder == fi {
-					found = append(found, p.FileCert)
+					// No fresh stats: statPair takes them.
+					got = append(got, found{FileCert: p.FileCert})
 				}
 			}
-			slices.SortFunc(found, func(a, b FileCert) int { return strings.Compare(a.ID, b.ID) })
+			slices.SortFunc(got, func(a, b found) int { return strings.Compare(a.ID, b.ID) })
 		}
-		for _, f := range found {
+		for _, f := range got {
 			if seen[f.ID] {
 				dupErrs = append(dupErrs, Result{ID: f.ID, Result: Failed,
 					err: &FileError{f.CertFile, fmt.Errorf("the ID %q is taken by another certificate; give the folder a name (the IDs of its certificates become name/%s)", f.ID, f.ID)}})
 				continue
 			}
 			seen[f.ID] = true
-			list = append(list, &pair{FileCert: f, index: -1, folder: fi})
+			list = append(list, &pair{FileCert: f.FileCert, index: -1, folder: fi, scanned: f.cert, scannedOK: err == nil})
 		}
 	}
 	return list, folderErrs, dupErrs
@@ -318,14 +324,46 @@ func (m *Manager) skip(id, trigger string, err error) {
 	m.rep.Reloaded(report.Reload{ID: id, Trigger: trigger, Err: err})
 }
 
-// logPublished says b serves as id.
-func (m *Manager) logPublished(id string, b *Bundle, trigger string) {
+// slim drops from b what serving does not need, keeping the repairs the
+// doctor made to log them, and shares the CA certificates of its chain
+// with the other bundles, so that a thousand leaves from one CA hold one
+// copy of its intermediate and root: together, about half of what a
+// certificate costs in memory. slim is safe for concurrent use.
+func (m *Manager) slim(b *Bundle) {
 	if b.Diagnosis != nil {
 		for _, f := range b.Diagnosis.Findings {
 			if f.Severity == SeverityInfo {
-				m.log.Info("certificate chain repaired", "certificate", id, "detail", f.Message)
+				b.repairs = append(b.repairs, f.Message)
 			}
 		}
+		b.Diagnosis = nil
+	}
+	m.casMu.Lock()
+	defer m.casMu.Unlock()
+	if m.cas == nil {
+		m.cas = map[string]*x509.Certificate{}
+	}
+	for i, c := range b.Chain {
+		if i == 0 {
+			continue
+		}
+		if shared, ok := m.cas[string(c.Raw)]; ok {
+			b.Chain[i] = shared
+		} else {
+			m.cas[string(c.Raw)] = c
+		}
+	}
+	for i, der := range b.Cert.Certificate {
+		if shared, ok := m.cas[string(der)]; ok && i > 0 {
+			b.Cert.Certificate[i] = shared.Raw
+		}
+	}
+}
+
+// logPublished says b serves as id.
+func (m *Manager) logPublished(id string, b *Bundle, trigger string) {
+	for _, r := range b.repairs {
+		m.log.Info("certificate chain repaired", "certificate", id, "detail", r)
 	}
 	for _, w := range b.Warnings {
 		m.log.Warn("certificate warning", "certificate", id, "warning", w)
