@@ -55,6 +55,9 @@ type FileCert struct {
 	CertFile string
 	// KeyFile defaults to CertFile (a combined PEM).
 	KeyFile string
+	// Entry names where it is configured, in errors: default
+	// "certificates[i]", i its place in ManagerOptions.Files.
+	Entry string
 }
 
 // TrustOptions say what served chains are checked against and how a chain

@@ -38,6 +38,9 @@ type pair struct {
 // where names p in errors: its YAML entry, or its folder.
 func (p *pair) where(o ManagerOptions) string {
 	if p.index >= 0 {
+		if p.Entry != "" {
+			return fmt.Sprintf("%s (%s)", p.Entry, p.ID)
+		}
 		return fmt.Sprintf("certificates[%d] (%s)", p.index, p.ID)
 	}
 	return fmt.Sprintf("%s (in %s)", p.ID, o.Folders[p.folder].Dir)

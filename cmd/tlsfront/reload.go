@@ -29,8 +29,8 @@ func newReloads(a *app) *reloads {
 // components are the triggers that run while serving.
 func (r *reloads) components() []component {
 	out := []component{{name: "sighup", run: r.onSIGHUP}}
-	if files := r.certs.Files(); r.cfg.watch() && len(files) > 0 {
-		w := &fileWatch{paths: files, debounce: r.cfg.Debounce, log: r.log, reload: r.fromWatch}
+	if files, folders := r.certs.Files(), r.certs.Folders(); r.cfg.watch() && len(files)+len(folders) > 0 {
+		w := &fileWatch{paths: files, folders: folders, debounce: r.cfg.Debounce, log: r.log, reload: r.fromWatch}
 		out = append(out, component{name: "file watch", run: w.run})
 	}
 	if iv := r.cfg.Interval; iv > 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -34,13 +35,27 @@ const maxSymlinkHops = 40
 // means a certificate written before its key is never read half-way. When
 // reload says the files looked mid-update it runs once more, final, after
 // another quiet period.
+//
+// A certificate folder (folders) is watched with each of its subfolders
+// and the targets of Kubernetes ..data symlinks, so that a customer added,
+// a certbot renewal or a secret swap is seen. Any change there reloads
+// without comparing contents here: the certificate manager compares
+// each pair's stats and hashes itself, which scales to thousands of
+// pairs. The subfolders are listed again after each quiet period, and at
+// once when a folder is created in a certificate folder.
 type fileWatch struct {
 	paths    []string
+	folders  []string
 	debounce time.Duration
 	log      *slog.Logger
 	// reload reloads everything; with final false it may hold back
 	// failures that look mid-update and ask for a retry.
 	reload func(ctx context.Context, final bool) (retry bool)
+
+	// folderDirs are the folders watched for folders, folderRoots the
+	// folders themselves; folderChanged says an event happened in one.
+	folderDirs, folderRoots map[string]bool
+	folderChanged           bool
 }
 
 // run watches until ctx ends.
@@ -52,6 +67,7 @@ func (w *fileWatch) run(ctx context.Context) error {
 	}
 	defer fw.Close()
 	watched := map[string]bool{}
+	w.listFolders()
 	w.sync(fw, watched)
 	w.log.Debug("watching certificate files", "folders", slices.Sorted(maps.Keys(watched)))
 
@@ -71,6 +87,9 @@ func (w *fileWatch) run(ctx context.Context) error {
 			if w.log.Enabled(ctx, slog.LevelDebug) {
 				w.log.Debug("certificate folder changed", "path", ev.Name, "op", ev.Op.String())
 			}
+			if w.inFolders(ev) {
+				w.folderChanged = true
+			}
 			w.sync(fw, watched)
 			retrying = false
 			quiet.Reset(w.debounce)
@@ -83,9 +102,16 @@ func (w *fileWatch) run(ctx context.Context) error {
 			w.log.Warn("file watch error; reloading to be sure", "err", err)
 			w.sync(fw, watched)
 			sums = nil
+			w.folderChanged = len(w.folders) > 0
 			quiet.Reset(w.debounce)
 		case <-quiet.C:
-			if !retrying {
+			if w.folderChanged && !retrying {
+				w.folderChanged = false
+				w.listFolders()
+				w.sync(fw, watched)
+				sums = fingerprints(w.paths)
+				w.log.Info("certificate folder changed, reloading")
+			} else if !retrying {
 				now := fingerprints(w.paths)
 				changed := changedPaths(sums, now)
 				sums = now
@@ -105,13 +131,17 @@ func (w *fileWatch) run(ctx context.Context) error {
 	}
 }
 
-// sync makes fw watch exactly the folders paths resolve through now.
+// sync makes fw watch exactly the folders paths resolve through now, and
+// those of the certificate folders as last listed.
 func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
 	want := map[string]bool{}
 	for _, p := range w.paths {
 		for _, d := range watchDirs(p) {
 			want[d] = true
 		}
+	}
+	for d := range w.folderDirs {
+		want[d] = true
 	}
 	for d := range watched {
 		if !want[d] {
@@ -132,6 +162,77 @@ func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
 		}
 		watched[d] = true
 	}
+}
+
+// listFolders lists what to watch of the certificate folders: each, its
+// subfolders, and the folders their ..data symlinks point at.
+func (w *fileWatch) listFolders() {
+	w.folderDirs = map[string]bool{}
+	w.folderRoots = map[string]bool{}
+	for _, f := range w.folders {
+		for i, d := range folderWatchDirs(f) {
+			w.folderDirs[d] = true
+			if i == 0 {
+				w.folderRoots[d] = true
+			}
+		}
+	}
+}
+
+// inFolders reports whether ev happened in a certificate folder or one of
+// its subfolders. A folder created in a certificate folder (a customer
+// added) is watched at once, so that the files written into it next are
+// seen too.
+func (w *fileWatch) inFolders(ev fsnotify.Event) bool {
+	dir := filepath.Dir(ev.Name)
+	if w.folderRoots[dir] && ev.Has(fsnotify.Create) {
+		if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
+			if real, err := filepath.EvalSymlinks(ev.Name); err == nil {
+				w.folderDirs[real] = true
+			}
+		}
+	}
+	return w.folderDirs[dir] || w.folderDirs[ev.Name]
+}
+
+// folderWatchDirs returns the real path of dir first, then those of its
+// subfolders and of the targets of ..data symlinks in dir and in them.
+// Other entries starting with "." are skipped.
+func folderWatchDirs(dir string) []string {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil
+	}
+	out := []string{real}
+	addData := func(d string) {
+		if t, err := filepath.EvalSymlinks(filepath.Join(d, "..data")); err == nil && t != d {
+			out = append(out, t)
+		}
+	}
+	addData(real)
+	entries, err := os.ReadDir(real)
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(real, e.Name())
+		if e.Type()&os.ModeSymlink != 0 {
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				continue
+			}
+			if p, err = filepath.EvalSymlinks(p); err != nil {
+				continue
+			}
+		} else if !e.IsDir() {
+			continue
+		}
+		out = append(out, p)
+		addData(p)
+	}
+	return out
 }
 
 // watchDirs returns the real folders whose changes can change what path
