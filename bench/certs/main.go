@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -55,6 +54,11 @@ type sample struct {
 	ReloadSame   float64 `json:"reload_unchanged_s"`
 	ChangeServed float64 `json:"change_served_s"`
 	ReloadCPU    float64 `json:"reload_one_cpu_s"`
+
+	// The tlsfront binary on the same folder (-e2e).
+	BinReady  float64 `json:"-"`
+	BinRSS    float64 `json:"-"`
+	BinServed float64 `json:"-"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -64,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runs := fs.Int("runs", 5, "fresh processes to measure; best and median are reported")
 	cacheDir := fs.String("cache", "", "where the generated certificates are kept (default: the user cache folder)")
 	child := fs.Bool("child", false, "internal: measure once and print JSON")
+	withBinary := fs.Bool("e2e", true, "also run the tlsfront binary on the folder each run: time to ready, its memory, and a change served through the file watch")
+	bin := fs.String("tlsfront", "", "tlsfront `binary` for -e2e (default: build ./cmd/tlsfront)")
 	fs.StringVar(&startProfile, "start-profile", "", "with -child: write a CPU profile of the start to this `file`")
 	fs.StringVar(&reloadProfile, "reload-profile", "", "with -child: write a CPU profile of the reload after one change to this `file`")
 	if err := fs.Parse(args); err != nil {
@@ -94,6 +100,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *withBinary && *bin == "" {
+		tmp, err := os.MkdirTemp("", "bench-certs")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		*bin = filepath.Join(tmp, "tlsfront")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", *bin, "./cmd/tlsfront").CombinedOutput(); err != nil {
+			return fmt.Errorf("build tlsfront: %w\n%s", err, out)
+		}
+	}
 	var samples []sample
 	for i := range *runs {
 		cmd := exec.CommandContext(ctx, self, "-child", "-n", strconv.Itoa(*n), "-cache", *cacheDir)
@@ -108,14 +125,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "run %d: start %.2fs wall %.2fs CPU, %.1f KB heap/cert, %.1f KB RSS/cert, reload unchanged %.0f ms, one change served in %.0f ms\n",
 			i+1, s.StartWall, s.StartCPU, s.HeapPerCert/1000, s.RSSPerCert/1000, s.ReloadSame*1000, s.ChangeServed*1000)
+		if *withBinary {
+			e, err := runBinary(ctx, *bin, dir, *n, i)
+			if err != nil {
+				return fmt.Errorf("run %d, tlsfront binary: %w", i+1, err)
+			}
+			s.BinReady, s.BinRSS, s.BinServed = e.Ready, float64(e.RSS), e.Served
+			fmt.Fprintf(stderr, "run %d: tlsfront ready in %.2fs, RSS %.1f MB, a rewritten pair served through the watch in %.0f ms\n", i+1, e.Ready, float64(e.RSS)/1e6, e.Served*1000)
+		}
 		samples = append(samples, s)
 	}
-	report(stdout, *n, samples)
+	report(stdout, *n, samples, *withBinary)
 	return nil
 }
 
 // report prints best and median of each measure as a Markdown table.
-func report(w io.Writer, n int, ss []sample) {
+func report(w io.Writer, n int, ss []sample, withBinary bool) {
 	row := func(name, unit string, scale float64, get func(sample) float64) {
 		vals := make([]float64, len(ss))
 		for i, s := range ss {
@@ -135,6 +160,11 @@ func report(w io.Writer, n int, ss []sample) {
 	row("reload, nothing changed", "ms", 1000, func(s sample) float64 { return s.ReloadSame })
 	row("one pair rewritten → served (Reload + handshake)", "ms", 1000, func(s sample) float64 { return s.ChangeServed })
 	row("that reload's CPU", "ms", 1000, func(s sample) float64 { return s.ReloadCPU })
+	if withBinary {
+		row("tlsfront binary: exec → /readyz 200", "s", 1, func(s sample) float64 { return s.BinReady })
+		row("tlsfront binary: RSS once ready, per certificate", "KB", 1e-3/float64(n), func(s sample) float64 { return s.BinRSS })
+		row("tlsfront binary: pair rewritten → served via the file watch (debounce 500 ms)", "ms", 1000, func(s sample) float64 { return s.BinServed })
+	}
 }
 
 // generate writes n pairs under dir/live unless a complete set is there.
@@ -376,12 +406,29 @@ func rss() int64 {
 		return 0
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return 0
+	}
+	return parseRSS(string(data))
+}
+
+// parseRSS reads VmRSS from a /proc status file, in bytes.
+func parseRSS(status string) int64 {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10
 		}
 	}
 	return 0
+}
+
+// firstCert parses the first PEM certificate of data.
+func firstCert(data []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(b.Bytes)
 }

@@ -53,9 +53,10 @@ type fileWatch struct {
 	reload func(ctx context.Context, final bool) (retry bool)
 
 	// folderDirs are the folders watched for folders, folderRoots the
-	// folders themselves; folderChanged says an event happened in one.
+	// folders themselves; folderChanged says an event happened in one,
+	// relist that the subfolders must be listed again.
 	folderDirs, folderRoots map[string]bool
-	folderChanged           bool
+	folderChanged, relist   bool
 }
 
 // run watches until ctx ends.
@@ -102,13 +103,16 @@ func (w *fileWatch) run(ctx context.Context) error {
 			w.log.Warn("file watch error; reloading to be sure", "err", err)
 			w.sync(fw, watched)
 			sums = nil
-			w.folderChanged = len(w.folders) > 0
+			w.folderChanged, w.relist = len(w.folders) > 0, len(w.folders) > 0
 			quiet.Reset(w.debounce)
 		case <-quiet.C:
 			if w.folderChanged && !retrying {
 				w.folderChanged = false
-				w.listFolders()
-				w.sync(fw, watched)
+				if w.relist {
+					w.relist = false
+					w.listFolders()
+					w.sync(fw, watched)
+				}
 				sums = fingerprints(w.paths)
 				w.log.Info("certificate folder changed, reloading")
 			} else if !retrying {
@@ -192,12 +196,20 @@ func (w *fileWatch) inFolders(ev fsnotify.Event) bool {
 			}
 		}
 	}
-	return w.folderDirs[dir] || w.folderDirs[ev.Name]
+	in := w.folderDirs[dir] || w.folderDirs[ev.Name]
+	if in && (w.folderRoots[dir] || w.folderRoots[ev.Name] || filepath.Base(ev.Name) == "..data") {
+		// A subfolder added or removed, or a secret's ..data swapped:
+		// what to watch changed. A renewal inside a subfolder does not
+		// change it.
+		w.relist = true
+	}
+	return in
 }
 
 // folderWatchDirs returns the real path of dir first, then those of its
 // subfolders and of the targets of ..data symlinks in dir and in them.
-// Other entries starting with "." are skipped.
+// Other entries starting with "." are skipped. Only symlinks are
+// resolved: with ten thousand subfolders this is one lstat each.
 func folderWatchDirs(dir string) []string {
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
@@ -205,7 +217,11 @@ func folderWatchDirs(dir string) []string {
 	}
 	out := []string{real}
 	addData := func(d string) {
-		if t, err := filepath.EvalSymlinks(filepath.Join(d, "..data")); err == nil && t != d {
+		p := filepath.Join(d, "..data")
+		if fi, err := os.Lstat(p); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return
+		}
+		if t, err := filepath.EvalSymlinks(p); err == nil {
 			out = append(out, t)
 		}
 	}
