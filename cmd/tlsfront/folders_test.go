@@ -117,3 +117,68 @@ func TestValidateCertificateFolders(t *testing.T) {
 		})
 	}
 }
+
+// kubeSwap writes a Kubernetes secret volume into dir as the kubelet
+// does: files in a new ..<stamp> folder, the ..data symlink swapped to it
+// by a rename, tls.crt/tls.key pointing through ..data, the old folder
+// removed.
+func (f *reloadFixture) kubeSwap(t *testing.T, dir, stamp, name string) *pki.Cert {
+	t.Helper()
+	leaf := f.ca.Leaf(pki.Options{DNSNames: []string{name}})
+	data := "..2026_" + stamp
+	if err := os.MkdirAll(filepath.Join(dir, data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	atomicWrite(t, filepath.Join(dir, data, "tls.crt"), pki.ChainPEM(leaf, f.ca.Intermediate))
+	atomicWrite(t, filepath.Join(dir, data, "tls.key"), leaf.KeyPEM())
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	if err := os.Symlink(data, filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"tls.crt", "tls.key"} {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err != nil {
+			if err := os.Symlink(filepath.Join("..data", n), filepath.Join(dir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return leaf
+}
+
+// A folder of Kubernetes TLS secrets is watched: a secret's ..data swap
+// is served.
+func TestWatchKubernetesSecretsFolder(t *testing.T) {
+	f := newReloadFixture(t)
+	secrets := t.TempDir()
+	a := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "1", "a.example.com")
+	cfgFile := filepath.Join(t.TempDir(), "tlsfront.yaml")
+	writeConfig(t, cfgFile, `
+certificates:
+  - dir: `+secrets+`
+trust:
+  ca_file: `+f.root+`
+reload:
+  debounce: 30ms
+listeners:
+  - listen: 127.0.0.1:0
+    backend: `+testnet.Echo(t)+`
+`)
+	ta := startApp(t, noClientRate, "--config", cfgFile)
+	ta.WaitLog("watching certificate files", 5*time.Second)
+	addr := ta.Addr("tcp-0")
+	if got := f.serialFor(addr, "a.example.com"); got != serialOf(a) {
+		t.Fatalf("a.example.com served %q, want %s", got, serialOf(a))
+	}
+	a2 := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "2", "a.example.com")
+	f.waitFor(t, addr, "a.example.com", serialOf(a2))
+	a3 := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "3", "a.example.com")
+	f.waitFor(t, addr, "a.example.com", serialOf(a3))
+}
