@@ -71,7 +71,7 @@ func (f FolderSource) Validate() error {
 			errs = append(errs, fmt.Errorf("key: %q does not say where the name goes; write {name} where cert has *, e.g. \"{name}.key\"", f.Key))
 		}
 		if filepath.IsAbs(f.Key) || slices.Contains(strings.Split(filepath.ToSlash(f.Key), "/"), "..") {
-			errs = append(errs, fmt.Errorf("key: %q must be a path under dir, without ..", f.Key))
+			errs = append(errs, fmt.Errorf("key: %q must be a path under dir, without \"..\" elements", f.Key))
 		}
 	}
 	return errors.Join(errs...)
@@ -84,7 +84,7 @@ func checkPattern(p string) error {
 	case strings.ContainsAny(p, "?[\\"):
 		return fmt.Errorf("%q: only * is a wildcard here", p)
 	case filepath.IsAbs(p) || slices.Contains(strings.Split(filepath.ToSlash(p), "/"), ".."):
-		return fmt.Errorf("%q must be a path under dir, without ..", p)
+		return fmt.Errorf("%q must be a path under dir, without \"..\" elements", p)
 	}
 	return nil
 }
