@@ -114,13 +114,20 @@ func (f FolderSource) Scan() ([]FileCert, error) {
 	return out, err
 }
 
-// found is a pair a scan found, with the stats of its certificate file.
+// found is a pair a scan found, with the stats of its certificate file;
+// or, when known is set, a pair taken as it was without a stat (see
+// scanPatterns).
 type found struct {
 	FileCert
-	cert fileStat
+	cert  fileStat
+	known bool
 }
 
-func (f FolderSource) scan() ([]found, error) {
+func (f FolderSource) scan() ([]found, error) { return f.scanWith(nil) }
+
+// scanWith is scan; keep, when not nil, is asked about each pair an entry
+// would be before anything is stat'ed (see scanPatterns).
+func (f FolderSource) scanWith(keep func(fc FileCert, elem string) bool) ([]found, error) {
 	fi, err := os.Stat(f.Dir)
 	if err != nil {
 		return nil, &FolderError{f.Dir, err}
@@ -135,12 +142,12 @@ func (f FolderSource) scan() ([]found, error) {
 		// One secret volume (or one certbot name) mounted as Dir itself.
 		for _, l := range [][2]string{{"tls.crt", "tls.key"}, {"fullchain.pem", "privkey.pem"}} {
 			if st, ok := statRegular(filepath.Join(f.Dir, l[0])); ok {
-				out = append(out, found{FileCert{ID: f.id(filepath.Base(filepath.Clean(f.Dir))), CertFile: filepath.Join(f.Dir, l[0]), KeyFile: filepath.Join(f.Dir, l[1])}, st})
+				out = append(out, found{FileCert{ID: f.id(filepath.Base(filepath.Clean(f.Dir))), CertFile: filepath.Join(f.Dir, l[0]), KeyFile: filepath.Join(f.Dir, l[1])}, st, false})
 				break
 			}
 		}
 	}
-	pairs, err := f.scanPatterns(layouts)
+	pairs, err := f.scanPatterns(layouts, keep)
 	if err != nil {
 		return nil, &FolderError{f.Dir, err}
 	}
@@ -174,8 +181,10 @@ func patternParts(cert string) (parent, before, after, rest string) {
 // (all of whose "*" must lie in the same folder), the first layout that
 // matches an entry winning. Each folder entry costs one stat, made on
 // GOMAXPROCS goroutines: a folder of ten thousand is listed in tens of
-// milliseconds.
-func (f FolderSource) scanPatterns(layouts []FolderSource) ([]found, error) {
+// milliseconds. When keep says a pair an entry would be is known and
+// untouched, it is taken as it is, known, without any stat; an entry that
+// is a symlink is always stat'ed (its changes happen elsewhere).
+func (f FolderSource) scanPatterns(layouts []FolderSource, keep func(fc FileCert, elem string) bool) ([]found, error) {
 	parentRel, _, _, _ := patternParts(layouts[0].Cert)
 	parent := filepath.Join(f.Dir, filepath.FromSlash(parentRel))
 	entries, err := os.ReadDir(parent)
@@ -190,6 +199,14 @@ func (f FolderSource) scanPatterns(layouts []FolderSource) ([]found, error) {
 		n := entries[i].Name()
 		if strings.HasPrefix(n, ".") {
 			return
+		}
+		if keep != nil && entries[i].Type()&fs.ModeSymlink == 0 {
+			for _, l := range layouts {
+				if fc, ok := f.pairFor(l, parent, n); ok && keep(fc, filepath.Join(parent, n)) {
+					res[i] = found{FileCert: fc, known: true}
+					return
+				}
+			}
 		}
 		for _, l := range layouts {
 			_, before, after, rest := patternParts(l.Cert)
@@ -212,7 +229,7 @@ func (f FolderSource) scanPatterns(layouts []FolderSource) ([]found, error) {
 			if l.Key != "" {
 				fc.KeyFile = filepath.Join(f.Dir, filepath.FromSlash(strings.ReplaceAll(filepath.ToSlash(l.Key), "{name}", name)))
 			}
-			res[i] = found{fc, st}
+			res[i] = found{FileCert: fc, cert: st}
 			return
 		}
 	})
@@ -223,6 +240,24 @@ func (f FolderSource) scanPatterns(layouts []FolderSource) ([]found, error) {
 		}
 	}
 	return out, nil
+}
+
+// pairFor is the pair the entry n of parent would be under layout l,
+// without looking at the disk; ok is false when n does not fit l.
+func (f FolderSource) pairFor(l FolderSource, parent, n string) (FileCert, bool) {
+	_, before, after, rest := patternParts(l.Cert)
+	if len(n) < len(before)+len(after) || !strings.HasPrefix(n, before) || !strings.HasSuffix(n, after) {
+		return FileCert{}, false
+	}
+	name := n[len(before) : len(n)-len(after)]
+	if name == "" {
+		return FileCert{}, false
+	}
+	fc := FileCert{ID: f.id(name), CertFile: filepath.Join(parent, n) + filepath.FromSlash(rest)}
+	if l.Key != "" {
+		fc.KeyFile = filepath.Join(f.Dir, filepath.FromSlash(strings.ReplaceAll(filepath.ToSlash(l.Key), "{name}", name)))
+	}
+	return fc, true
 }
 
 // statRegular stats path through symlinks, ok when it is not a folder.

@@ -470,3 +470,73 @@ func TestStoreUpdateSwapsOnce(t *testing.T) {
 		t.Fatal("name index not rebuilt")
 	}
 }
+
+// ReloadChanged checks only the pairs the given paths touch; additions
+// and removals are found anyway, and a full Reload finds the rest.
+func TestReloadChangedChecksTouchedPairs(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	real := t.TempDir()
+	for i := range 20 {
+		certbotPair(t, ca, real, fmt.Sprintf("c%02d.example.com", i))
+	}
+	// The folder is configured through a symlink; events come with real
+	// paths.
+	live := filepath.Join(t.TempDir(), "live")
+	if err := os.Symlink(real, live); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(ManagerOptions{Folders: []FolderSource{{Dir: live}}, Trust: TrustOptions{CAFile: ca.RootFile()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var selfTests atomic.Int64
+	prove := m.selfTest
+	m.selfTest = func(b *Bundle, v Verify) error { selfTests.Add(1); return prove(b, v) }
+	if err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	selfTests.Store(0)
+	a := certbotPair(t, ca, real, "c03.example.com")
+	b := certbotPair(t, ca, real, "c04.example.com")
+	added := certbotPair(t, ca, real, "new.example.com")
+	if err := os.RemoveAll(filepath.Join(real, "c05.example.com")); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := m.ReloadChanged(context.Background(), "watch", false, []string{filepath.Join(real, "c03.example.com", "fullchain.pem")})
+	res := resultsByID(rs)
+	if res["c03.example.com"].Result != Reloaded || res["c03.example.com"].Serial != serial(a) {
+		t.Errorf("touched pair: %+v, want reloaded", res["c03.example.com"])
+	}
+	if res["c04.example.com"].Result != Unchanged {
+		t.Errorf("untouched pair: %+v, want taken as unchanged", res["c04.example.com"])
+	}
+	if res["new.example.com"].Result != Added || res["c05.example.com"].Result != Removed {
+		t.Errorf("added %+v, removed %+v: additions and removals are found without events", res["new.example.com"], res["c05.example.com"])
+	}
+	if n := selfTests.Load(); n != 2 {
+		t.Errorf("%d self-tests, want 2 (the touched pair and the new one)", n)
+	}
+	if r := resultsByID(mustReload(t, m))["c04.example.com"]; r.Result != Reloaded || r.Serial != serial(b) {
+		t.Errorf("full reload: %+v, want the untouched change found", r)
+	}
+	if got := m.Store().Lookup("new.example.com"); got == nil || got.Leaf.SerialNumber.Cmp(added.Cert.SerialNumber) != 0 {
+		t.Error("the added pair is not served")
+	}
+}
+
+// With a pattern in the folder itself, an event on one file touches that
+// pair only.
+func TestReloadChangedPattern(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	dir := t.TempDir()
+	writePair(t, ca, dir, "x.crt", "x.key", "x.example.com")
+	writePair(t, ca, dir, "y.crt", "y.key", "y.example.com")
+	m := newTestManager(t, ManagerOptions{Folders: []FolderSource{{Dir: dir, Cert: "*.crt", Key: "{name}.key"}}, Trust: TrustOptions{CAFile: ca.RootFile()}})
+	x := writePair(t, ca, dir, "x.crt", "x.key", "x.example.com")
+	writePair(t, ca, dir, "y.crt", "y.key", "y.example.com")
+	rs, _ := m.ReloadChanged(context.Background(), "watch", false, []string{filepath.Join(dir, "x.key")})
+	res := resultsByID(rs)
+	if res["x"].Result != Reloaded || res["x"].Serial != serial(x) || res["y"].Result != Unchanged {
+		t.Fatalf("x %+v, y %+v; want x reloaded, y untouched", res["x"], res["y"])
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -33,6 +34,9 @@ type pair struct {
 	// that found the pair, when scannedOK.
 	scanned   fileStat
 	scannedOK bool
+	// known: no file event touched the pair since it was checked; it
+	// is taken as unchanged without a stat (ReloadChanged).
+	known bool
 }
 
 // where names p in errors: its YAML entry, or its folder.
@@ -63,6 +67,9 @@ type checked struct {
 // With prove unset the self-test is left to the caller (the start runs it
 // once it knows the routed names).
 func (m *Manager) check(ctx context.Context, p *pair, v Verify, names []string, force, prove bool) checked {
+	if p.known && !force && p.printed {
+		return checked{out: Unchanged, print: p.print, printed: true, same: true}
+	}
 	st, statOK := statPair(p.FileCert, p.scanned, p.scannedOK)
 	if statOK && !force && p.printed && p.print.sameStats(st) {
 		return checked{out: Unchanged, print: p.print, printed: true, same: true}
@@ -124,14 +131,14 @@ func each(n int, f func(i int)) {
 // in order. A folder that cannot be read keeps the pairs it had (prev),
 // and its error is returned by folder index; a folder pair whose ID is
 // taken is left out and its error returned too.
-func (m *Manager) scan(prev map[string]*pair) (list []*pair, folderErrs map[int]error, dupErrs []Result) {
+func (m *Manager) scan(prev map[string]*pair, keep func(fc FileCert, elem string) bool) (list []*pair, folderErrs map[int]error, dupErrs []Result) {
 	seen := make(map[string]bool, len(prev))
 	for i, f := range m.o.Files {
 		list = append(list, &pair{FileCert: f, index: i, folder: -1})
 		seen[f.ID] = true
 	}
 	for fi, fs := range m.o.Folders {
-		got, err := fs.scan()
+		got, err := fs.scanWith(keep)
 		if err != nil {
 			if folderErrs == nil {
 				folderErrs = map[int]error{}
@@ -152,7 +159,7 @@ func (m *Manager) scan(prev map[string]*pair) (list []*pair, folderErrs map[int]
 				continue
 			}
 			seen[f.ID] = true
-			list = append(list, &pair{FileCert: f.FileCert, index: -1, folder: fi, scanned: f.cert, scannedOK: err == nil})
+			list = append(list, &pair{FileCert: f.FileCert, index: -1, folder: fi, scanned: f.cert, scannedOK: err == nil && !f.known, known: f.known})
 		}
 	}
 	return list, folderErrs, dupErrs
@@ -176,7 +183,7 @@ func (m *Manager) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	list, folderErrs, dups := m.scan(nil)
+	list, folderErrs, dups := m.scan(nil, nil)
 	var errs []error
 	for fi, err := range folderErrs {
 		errs = append(errs, fmt.Errorf("folder %s: %w", m.o.Folders[fi].Dir, err))
@@ -393,6 +400,66 @@ func (m *Manager) logPublished(id string, b *Bundle, trigger string) {
 // were refused stays among the failed results, without being logged
 // again, until they change.
 func (m *Manager) Reload(ctx context.Context, trigger string, hold bool) (results []Result, retry bool) {
+	return m.reload(ctx, trigger, hold, nil)
+}
+
+// ReloadChanged is Reload after file events at the paths in changed, for
+// a file watch: a pair in a folder that no path in changed touches (its
+// files, its subfolder or what is below it) is taken as unchanged without
+// even a stat, so that one renewal among ten thousand pairs costs a
+// listing of the folder rather than twenty thousand stats. Pairs added to
+// or gone from a folder are still found; listed certificates, the trust
+// store and the client CAs are read as by Reload, and a trust store that
+// changed makes it a full Reload. Pairs that are symlinks in their folder
+// are always checked. A nil changed (events were lost) is Reload.
+//
+// Paths are compared as given and, for paths under a folder's real path
+// (symlinks resolved), as under the folder's configured path.
+func (m *Manager) ReloadChanged(ctx context.Context, trigger string, hold bool, changed []string) (results []Result, retry bool) {
+	if changed == nil {
+		return m.Reload(ctx, trigger, hold)
+	}
+	return m.reload(ctx, trigger, hold, changed)
+}
+
+// unsyncedUntouched returns the scan's keep function for ReloadChanged: a
+// pair is kept when it is known as it is, was checked, and no changed
+// path is one of its files or within elem (its entry in the folder). The
+// caller holds m.mu.
+func (m *Manager) unsyncedUntouched(changed []string) func(fc FileCert, elem string) bool {
+	var paths []string
+	for _, c := range changed {
+		c = filepath.Clean(c)
+		paths = append(paths, c)
+		for _, f := range m.o.Folders {
+			dir := filepath.Clean(f.Dir)
+			real, err := filepath.EvalSymlinks(dir)
+			if err != nil || real == dir {
+				continue
+			}
+			if rest, ok := strings.CutPrefix(c, real+string(filepath.Separator)); ok {
+				paths = append(paths, filepath.Join(dir, rest))
+			}
+		}
+	}
+	return func(fc FileCert, elem string) bool {
+		old, ok := m.pairs[fc.ID]
+		if !ok || !old.printed || old.CertFile != fc.CertFile || old.KeyFile != fc.KeyFile {
+			return false
+		}
+		for _, c := range paths {
+			if c == fc.CertFile || c == fc.KeyFile || c == elem || strings.HasPrefix(c, elem+string(filepath.Separator)) {
+				return false
+			}
+			if kd := filepath.Dir(fc.KeyFile); fc.KeyFile != "" && kd != filepath.Dir(elem) && strings.HasPrefix(c, kd+string(filepath.Separator)) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func (m *Manager) reload(ctx context.Context, trigger string, hold bool, changed []string) (results []Result, retry bool) {
 	ctx, cancel := context.WithTimeout(ctx, m.o.ReloadTimeout)
 	defer cancel()
 	m.mu.Lock()
@@ -407,7 +474,11 @@ func (m *Manager) Reload(ctx context.Context, trigger string, hold bool) (result
 	}
 	tp := printTrust(v)
 	force := !tp.equal(m.trust)
-	list, folderErrs, dups := m.scan(m.pairs)
+	var keep func(FileCert, string) bool
+	if changed != nil && !force {
+		keep = m.unsyncedUntouched(changed)
+	}
+	list, folderErrs, dups := m.scan(m.pairs, keep)
 	for fi := range m.o.Folders {
 		if err := folderErrs[fi]; err != nil {
 			f := m.o.Folders[fi]
