@@ -40,9 +40,12 @@ func (r *reloads) components() []component {
 }
 
 // fromWatch is the file watch's reload: mid-update failures are held back
-// for one more quiet period when final is false.
-func (r *reloads) fromWatch(ctx context.Context, final bool) (retry bool) {
-	_, retry = r.reload(ctx, "watch", !final)
+// for one more quiet period when final is false, and only the folder pairs
+// where events happened are checked (nil changed: all).
+func (r *reloads) fromWatch(ctx context.Context, final bool, changed []string) (retry bool) {
+	sdNotify(sdReloading())
+	defer sdNotify("READY=1")
+	_, retry = r.certs.ReloadChanged(ctx, "watch", !final, changed)
 	return retry
 }
 

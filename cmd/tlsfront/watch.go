@@ -48,16 +48,31 @@ type fileWatch struct {
 	folders  []string
 	debounce time.Duration
 	log      *slog.Logger
-	// reload reloads everything; with final false it may hold back
-	// failures that look mid-update and ask for a retry.
-	reload func(ctx context.Context, final bool) (retry bool)
+	// reload reloads; with final false it may hold back failures that
+	// look mid-update and ask for a retry. changed lists where events
+	// happened in the certificate folders, so that only the pairs there
+	// are checked; nil: check everything.
+	reload func(ctx context.Context, final bool, changed []string) (retry bool)
 
 	// folderDirs are the folders watched for folders, folderRoots the
 	// folders themselves; folderChanged says an event happened in one,
 	// relist that the subfolders must be listed again.
 	folderDirs, folderRoots map[string]bool
 	folderChanged, relist   bool
+	// changed collects the paths of the events in certificate folders
+	// since the last reload, up to maxChangedPaths; nil once events were
+	// lost or too many: then everything is checked.
+	changed map[string]bool
+	lost    bool
+	// pathDirs are the folders the listed paths resolved through at the
+	// last sync; dirty says the watched set must be compared in full.
+	pathDirs map[string]bool
+	dirty    bool
 }
+
+// maxChangedPaths bounds the event paths handed to a reload; beyond it
+// (a mass renewal) the reload checks every pair.
+const maxChangedPaths = 1024
 
 // run watches until ctx ends.
 func (w *fileWatch) run(ctx context.Context) error {
@@ -77,6 +92,9 @@ func (w *fileWatch) run(ctx context.Context) error {
 	quiet.Stop()
 	defer quiet.Stop()
 	retrying := false
+	// changed is what the last reload was told had changed, for its
+	// retry.
+	var changed []string
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,6 +108,7 @@ func (w *fileWatch) run(ctx context.Context) error {
 			}
 			if w.inFolders(ev) {
 				w.folderChanged = true
+				w.note(ev.Name)
 			}
 			w.sync(fw, watched)
 			retrying = false
@@ -101,11 +120,16 @@ func (w *fileWatch) run(ctx context.Context) error {
 			// Usually a queue overflow: events were lost, so reload to
 			// be sure.
 			w.log.Warn("file watch error; reloading to be sure", "err", err)
+			w.dirty = true
 			w.sync(fw, watched)
 			sums = nil
 			w.folderChanged, w.relist = len(w.folders) > 0, len(w.folders) > 0
+			w.lost = true
 			quiet.Reset(w.debounce)
 		case <-quiet.C:
+			if !retrying {
+				changed = w.takeChanged()
+			}
 			if w.folderChanged && !retrying {
 				w.folderChanged = false
 				if w.relist {
@@ -125,7 +149,7 @@ func (w *fileWatch) run(ctx context.Context) error {
 				}
 				w.log.Info("certificate files changed, reloading", "files", changed)
 			}
-			if w.reload(ctx, retrying) && !retrying {
+			if w.reload(ctx, retrying, changed) && !retrying {
 				retrying = true
 				quiet.Reset(w.debounce)
 				continue
@@ -137,13 +161,22 @@ func (w *fileWatch) run(ctx context.Context) error {
 
 // sync makes fw watch exactly the folders paths resolve through now, and
 // those of the certificate folders as last listed.
+//
+// With thousands of subfolders watched, an event costs only the walk of
+// the listed paths: the whole set is compared only when those moved or
+// the folders were listed again (dirty).
 func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
-	want := map[string]bool{}
+	pathDirs := map[string]bool{}
 	for _, p := range w.paths {
 		for _, d := range watchDirs(p) {
-			want[d] = true
+			pathDirs[d] = true
 		}
 	}
+	if !w.dirty && w.pathDirs != nil && maps.Equal(pathDirs, w.pathDirs) {
+		return
+	}
+	w.pathDirs, w.dirty = pathDirs, false
+	want := maps.Clone(pathDirs)
 	for d := range w.folderDirs {
 		want[d] = true
 	}
@@ -162,15 +195,40 @@ func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
 		if err := fw.Add(d); err != nil {
 			// Retried on the next event in a folder that is watched.
 			w.log.Warn("cannot watch certificate folder", "folder", d, "err", err)
+			w.dirty = true
 			continue
 		}
 		watched[d] = true
 	}
 }
 
+// note keeps path as one where an event happened in a certificate folder.
+func (w *fileWatch) note(path string) {
+	if w.changed == nil {
+		w.changed = map[string]bool{}
+	}
+	if len(w.changed) >= maxChangedPaths {
+		w.lost = true
+		return
+	}
+	w.changed[path] = true
+}
+
+// takeChanged returns the paths noted since the last call, nil when
+// events were lost or too many, and starts over.
+func (w *fileWatch) takeChanged() []string {
+	defer func() { w.changed, w.lost = nil, false }()
+	if w.lost {
+		return nil
+	}
+	// Not nil when empty: listed files changed, folders did not.
+	return append([]string{}, slices.Sorted(maps.Keys(w.changed))...)
+}
+
 // listFolders lists what to watch of the certificate folders: each, its
 // subfolders, and the folders their ..data symlinks point at.
 func (w *fileWatch) listFolders() {
+	w.dirty = true
 	w.folderDirs = map[string]bool{}
 	w.folderRoots = map[string]bool{}
 	for _, f := range w.folders {
@@ -193,6 +251,7 @@ func (w *fileWatch) inFolders(ev fsnotify.Event) bool {
 		if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
 			if real, err := filepath.EvalSymlinks(ev.Name); err == nil {
 				w.folderDirs[real] = true
+				w.dirty = true
 			}
 		}
 	}
