@@ -297,6 +297,16 @@ func TestFolderBrokenPairDoesNotBlockStart(t *testing.T) {
 	if r.Result != Failed || !errors.Is(r.Err(), ErrKeyMismatch) {
 		t.Fatalf("reload lists the broken pair as %+v, want failed", r)
 	}
+	// Removing it clears its reported failure.
+	if err := os.RemoveAll(broken); err != nil {
+		t.Fatal(err)
+	}
+	if r := resultsByID(mustReload(t, m))["c17.example.com"]; r.Result != Removed {
+		t.Fatalf("removed broken pair: %+v, want removed", r)
+	}
+	if got := rec.last("c17.example.com"); got == nil || got.Err != nil {
+		t.Fatalf("removed broken pair last reported as %+v, want its failure cleared", got)
+	}
 	fixed := certbotPair(t, ca, live, "c17.example.com")
 	if r := resultsByID(mustReload(t, m))["c17.example.com"]; r.Result != Added {
 		t.Fatalf("fixed pair: %+v, want added", r)

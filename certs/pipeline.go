@@ -591,6 +591,10 @@ func (m *Manager) reload(ctx context.Context, trigger string, hold bool, changed
 	for _, id := range remove {
 		p := m.pairs[id]
 		m.log.Info("certificate removed, no longer served", "certificate", id, "folder", m.o.Folders[p.folder].Dir, "trigger", trigger)
+		if p.err != nil {
+			// Its failure is no longer anyone's problem: clear it.
+			m.rep.Reloaded(report.Reload{ID: id, Trigger: trigger})
+		}
 		delete(m.routed, id)
 		results = append(results, Result{ID: id, Result: Removed})
 	}
