@@ -550,3 +550,37 @@ func TestReloadChangedPattern(t *testing.T) {
 		t.Fatalf("x %+v, y %+v; want x reloaded, y untouched", res["x"], res["y"])
 	}
 }
+
+// A folder that cannot be read at a reload keeps its pairs serving, and
+// says so; a folder pair whose ID a listed certificate has is refused.
+func TestFolderUnreadableAndClashingIDs(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	base := t.TempDir()
+	live := filepath.Join(base, "live")
+	a := certbotPair(t, ca, live, "a.example.com")
+	certbotPair(t, ca, live, "main")
+	f := ca.WriteLeaf(ca.Leaf(pki.Options{}))
+	rec := &reloadRecorder{}
+	m := newTestManager(t, ManagerOptions{Files: []FileCert{{ID: "main", CertFile: f.Cert, KeyFile: f.Key}},
+		Folders: []FolderSource{{Dir: live}}, Trust: TrustOptions{CAFile: ca.RootFile()}, Reporter: rec})
+	if got := rec.last("main"); got == nil || got.Err == nil || !strings.Contains(got.Err.Error(), "taken") {
+		t.Fatalf("clashing folder pair reported as %+v, want refused: its ID is taken", got)
+	}
+	if got := m.Store().Get("main"); got == nil || got.Source.CertFile != f.Cert {
+		t.Fatal("the listed certificate lost its ID to a folder pair")
+	}
+
+	if err := os.Rename(live, filepath.Join(base, "elsewhere")); err != nil {
+		t.Fatal(err)
+	}
+	res := resultsByID(mustReload(t, m))
+	if r := res[FolderSource{Dir: live}.ID()]; r.Result != Failed || !errors.Is(r.Err(), os.ErrNotExist) {
+		t.Fatalf("unreadable folder: %+v, want failed", r)
+	}
+	if _, ok := res["a.example.com"]; !ok || m.Store().Get("a.example.com") == nil {
+		t.Fatal("the pairs of an unreadable folder were dropped")
+	}
+	if got := servedSerial(t, ca, serveTLS(t, m), "a.example.com"); got != serial(a) {
+		t.Fatalf("a.example.com served %q, want %s", got, serial(a))
+	}
+}
