@@ -8,7 +8,7 @@ BIN      := bin/tlsfront
 FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build run test test-short test-interop lint fuzz bench bench-storm docker docker-check clean
+.PHONY: build run test test-short test-interop lint fuzz bench bench-storm bench-certs docker docker-check clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tlsfront
@@ -59,6 +59,10 @@ bench:
 # A reconnect storm against a real broker, limits off and on.
 bench-storm:
 	$(GO) run ./bench/storm
+
+# 10,000 certificates in a folder: start, memory, one change served.
+bench-certs:
+	$(GO) run ./bench/certs
 
 docker:
 	docker build --build-arg VERSION=$(VERSION) -t tlsfront:$(VERSION) .

@@ -20,6 +20,16 @@
 // bundles may cover one name (ECDSA and RSA), and each client gets the
 // first it supports, ECDSA preferred. Reload
 // results, ACME events included, are reported through a report.Sink.
+//
+// Besides certificates listed one by one, the Manager reads folders of
+// pairs (FolderSource: certbot's live/, Kubernetes TLS secrets, or a
+// pattern such as "*.crt" + "{name}.key"), listed again on every reload,
+// so that a customer added or removed needs no configuration change. It
+// scales to thousands of pairs: the start checks them in parallel, the
+// handshakes run once per kind of key rather than per certificate, a
+// reload reads only the pairs whose files changed (stats, then a content
+// hash; ReloadChanged, for a file watch, does not even stat the pairs no
+// event touched), and everything that changed is published with one swap.
 // Every certificate, key and CA file is read through ReadFile, which
 // refuses FIFOs, devices, directories and oversized files without blocking
 // or reading them whole.

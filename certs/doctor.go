@@ -199,6 +199,18 @@ type doctor struct {
 	cands []*x509.Certificate // given, then bundle folder, then fetched
 	from  map[[32]byte]string
 	at    time.Time // when paths are built: now, or within the leaf's validity
+	// verified remembers the last verification: checking what clients
+	// get usually repeats the path search exactly, and each costs two
+	// signature checks or more.
+	verified *verification
+}
+
+type verification struct {
+	inter  []*x509.Certificate
+	roots  *x509.CertPool
+	at     time.Time
+	chains [][]*x509.Certificate
+	err    error
 }
 
 func fingerprint(c *x509.Certificate) [32]byte { return sha256.Sum256(c.Raw) }
@@ -472,12 +484,18 @@ func (dr *doctor) pool(cs []*x509.Certificate) *x509.CertPool {
 }
 
 func (dr *doctor) verifyWith(inter []*x509.Certificate, roots *x509.CertPool) ([][]*x509.Certificate, error) {
-	return dr.leaf.Verify(x509.VerifyOptions{
+	if v := dr.verified; v != nil && v.roots == roots && v.at.Equal(dr.at) &&
+		slices.EqualFunc(v.inter, inter, func(a, b *x509.Certificate) bool { return a.Equal(b) }) {
+		return v.chains, v.err
+	}
+	chains, err := dr.leaf.Verify(x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: dr.pool(inter),
 		CurrentTime:   dr.at,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
+	dr.verified = &verification{inter: slices.Clone(inter), roots: roots, at: dr.at, chains: chains, err: err}
+	return chains, err
 }
 
 // buildPath returns the best verified path from the leaf to a root of

@@ -105,10 +105,15 @@ type Bundle struct {
 	// as a key file readable by others or a leaf that expires soon.
 	Warnings []string
 	// Diagnosis is the doctor's full report, including the repairs it made
-	// (reordering, completed intermediates, dropped certificates).
+	// (reordering, completed intermediates, dropped certificates). The
+	// Manager logs its repairs and drops it, to keep thousands of
+	// certificates small; Examine gives it again.
 	Diagnosis *Diagnosis
 	// LoadedAt is when the files were read.
 	LoadedAt time.Time
+	// repairs are the doctor's repairs, kept for the log when the
+	// Manager drops Diagnosis.
+	repairs []string
 }
 
 // FileError is a certificate or key file that cannot be served. Its message

@@ -1,15 +1,14 @@
 package certs
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +55,9 @@ type FileCert struct {
 	CertFile string
 	// KeyFile defaults to CertFile (a combined PEM).
 	KeyFile string
+	// Entry names where it is configured, in errors: default
+	// "certificates[i]", i its place in ManagerOptions.Files.
+	Entry string
 }
 
 // TrustOptions say what served chains are checked against and how a chain
@@ -108,8 +110,14 @@ func (t TrustOptions) Validate() error {
 
 // ManagerOptions configure a Manager.
 type ManagerOptions struct {
+	// Files are the certificates listed one by one. Each must load at
+	// the start.
 	Files []FileCert
-	Trust TrustOptions
+	// Folders are folders of pairs, listed again on every reload. At the
+	// start a pair that fails is logged, reported and skipped, and the
+	// others serve; only a folder that cannot be read fails the start.
+	Folders []FolderSource
+	Trust   TrustOptions
 	// ClientCAFile turns on client certificate verification (mTLS)
 	// against the CAs in it; ClientCARequired refuses clients without a
 	// certificate.
@@ -165,11 +173,24 @@ type Manager struct {
 	store     *Store
 	clientCAs *ClientCAs
 	verify    atomic.Pointer[Verify]
-	routed    map[string][]string // certificate ID -> routed names it serves
 	// selfTest proves a candidate; tests replace it to count calls.
 	selfTest func(*Bundle, Verify) error
+	prover   keyProver
 
-	mu sync.Mutex
+	mu sync.Mutex // serialises loads; guards what follows
+	// routed maps a certificate ID to the routed names it serves.
+	routed map[string][]string
+	// pairs are the certificates read, by ID: listed ones, and those
+	// found in folders at the last scan.
+	pairs map[string]*pair
+	// trust fingerprints what the pairs were last checked against.
+	trust trustPrint
+	// dups are the folder pairs already said to clash with another ID.
+	dups map[string]bool
+	// cas are the CA certificates of checked chains, by DER, shared
+	// between bundles.
+	casMu sync.Mutex
+	cas   map[string]*x509.Certificate
 }
 
 // NewManager checks o and returns a Manager with nothing loaded. It does no
@@ -185,13 +206,24 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 		}
 		seen[f.ID] = true
 	}
+	for i, f := range o.Folders {
+		if err := f.Validate(); err != nil {
+			return nil, fmt.Errorf("folder %s: %w", f.Dir, err)
+		}
+		for _, g := range o.Folders[:i] {
+			if filepath.Clean(g.Dir) == filepath.Clean(f.Dir) && g.Cert == f.Cert && g.Prefix == f.Prefix {
+				return nil, fmt.Errorf("folder %s: listed twice", f.Dir)
+			}
+		}
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.ReloadTimeout <= 0 {
 		o.ReloadTimeout = 30 * time.Second
 	}
-	m := &Manager{o: o, log: o.Log, rep: report.OrDiscard(o.Reporter), store: NewStore(), selfTest: SelfTest}
+	m := &Manager{o: o, log: o.Log, rep: report.OrDiscard(o.Reporter), store: NewStore(), pairs: map[string]*pair{}, dups: map[string]bool{}}
+	m.selfTest = m.prover.selfTest
 	if o.Dynamic != nil {
 		m.store.Fallback = o.Dynamic.GetCertificate
 	}
@@ -200,82 +232,6 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 	}
 	m.verify.Store(&Verify{})
 	return m, nil
-}
-
-// Load reads the trust store, every certificate and the client CA bundle,
-// proves each certificate with a handshake for the names routed to it, and
-// serves them. Any failure fails the load, naming the file or key, and
-// nothing is served: it is the start.
-func (m *Manager) Load(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, m.o.ReloadTimeout)
-	defer cancel()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	v, err := m.loadTrust()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	cands := make([]*Bundle, len(m.o.Files))
-	for i, f := range m.o.Files {
-		b, err := LoadFileContext(ctx, f.source(nil), v)
-		if err != nil {
-			if errors.Is(err, ErrUntrusted) && m.o.Trust.CAFile == "" {
-				err = fmt.Errorf("%w; if clients trust a private CA, give its root with --trust-ca FILE (trust.ca_file in the YAML)", err)
-			}
-			errs = append(errs, fmt.Errorf("certificates[%d] (%s): %w", i, f.ID, err))
-			continue
-		}
-		cands[i] = b
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	// Which routed names each certificate serves: a renewal that drops
-	// one is refused later.
-	staged := NewStore()
-	for i, f := range m.o.Files {
-		staged.Put(f.ID, cands[i])
-	}
-	m.routed = map[string][]string{}
-	for _, name := range m.o.RoutedNames {
-		covering := staged.LookupAll(name)
-		if len(covering) == 0 {
-			if m.o.Dynamic == nil || !m.o.Dynamic.Covers(name) {
-				errs = append(errs, fmt.Errorf("no certificate covers %q, which a route sends to a backend; add one whose SANs include it", name))
-			}
-			continue
-		}
-		for i, f := range m.o.Files {
-			if slices.Contains(covering, cands[i]) {
-				m.routed[f.ID] = append(m.routed[f.ID], name)
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	for i, f := range m.o.Files {
-		b := cands[i]
-		b.Source.Names = m.routed[f.ID]
-		if err := m.selfTest(b, v); err != nil {
-			return fmt.Errorf("certificates[%d] (%s): %w", i, f.ID, err)
-		}
-		b.Warnings = append(b.Warnings, keyWarnings(b)...)
-	}
-	if m.clientCAs != nil {
-		if _, n, err := m.clientCAs.Reload(m.o.ClientCAFile); err != nil {
-			return fmt.Errorf("%s: %w", ClientCAID, err)
-		} else {
-			m.log.Info("client certificate verification on", "ca_file", m.o.ClientCAFile, "cas", n, "required", m.o.ClientCARequired)
-		}
-	}
-	for i, f := range m.o.Files {
-		m.publish(f.ID, cands[i], "start")
-	}
-	m.warnOverlaps()
-	m.verify.Store(&v)
-	return nil
 }
 
 // warnOverlaps logs every name two certificates of the same key type
@@ -341,122 +297,6 @@ func ReadPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// publish serves b as id and says so.
-func (m *Manager) publish(id string, b *Bundle, trigger string) {
-	m.store.Put(id, b)
-	if b.Diagnosis != nil {
-		for _, f := range b.Diagnosis.Findings {
-			if f.Severity == SeverityInfo {
-				m.log.Info("certificate chain repaired", "certificate", id, "detail", f.Message)
-			}
-		}
-	}
-	for _, w := range b.Warnings {
-		m.log.Warn("certificate warning", "certificate", id, "warning", w)
-	}
-	msg := "certificate reloaded"
-	if trigger == "start" {
-		msg = "certificate loaded"
-	}
-	m.log.Info(msg, "certificate", id, "trigger", trigger, "serial", b.Leaf.SerialNumber.Text(16),
-		"not_after", b.Leaf.NotAfter, "names", b.Leaf.DNSNames, "chain", len(b.Cert.Certificate))
-}
-
-// Reload reads the trust store, every certificate and the client CA bundle
-// again, and serves what changed and passes every check. trigger says what
-// asked (watch, sighup, interval, admin), for the logs and reports. With
-// hold set, a certificate that looks caught mid-update (key not matching
-// yet, file empty or missing) is neither logged as an error nor reported,
-// and retry says to try again once the files have settled.
-func (m *Manager) Reload(ctx context.Context, trigger string, hold bool) (results []Result, retry bool) {
-	ctx, cancel := context.WithTimeout(ctx, m.o.ReloadTimeout)
-	defer cancel()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	v, err := m.loadTrust()
-	if err != nil {
-		// Keep checking against the trust store in force.
-		v = *m.verify.Load()
-		results = append(results, m.failed(TrustCAID, trigger, err, "trust store reload failed, the previous one stays in use"))
-	} else {
-		m.verify.Store(&v)
-	}
-	published := false
-	for _, f := range m.o.Files {
-		b, out, err := m.reloadOne(ctx, f, v)
-		if hold && err != nil && midUpdate(err) {
-			m.log.Debug("certificate files mid-update, retrying", "certificate", f.ID, "trigger", trigger, "err", err)
-			retry = true
-			continue
-		}
-		res := Result{ID: f.ID, Result: out}
-		switch out {
-		case Reloaded:
-			m.publish(f.ID, b, trigger)
-			published = true
-			m.rep.Reloaded(report.Reload{ID: f.ID, Trigger: trigger})
-		case Unchanged:
-			m.log.Debug("certificate unchanged", "certificate", f.ID, "trigger", trigger)
-		default:
-			res = m.failed(f.ID, trigger, err, "certificate reload failed, previous certificate keeps serving")
-		}
-		if cur := m.store.Get(f.ID); cur != nil {
-			res.Serial = cur.Leaf.SerialNumber.Text(16)
-			na := cur.Leaf.NotAfter
-			res.NotAfter = &na
-		}
-		results = append(results, res)
-	}
-	if published {
-		m.warnOverlaps()
-	}
-	if m.clientCAs != nil {
-		out, n, err := m.clientCAs.Reload(m.o.ClientCAFile)
-		switch {
-		case err != nil && hold && midUpdate(err):
-			retry = true
-		case err != nil:
-			results = append(results, m.failed(ClientCAID, trigger, err, "client CA bundle reload failed, previous CAs stay in use"))
-		default:
-			if out == Reloaded {
-				m.log.Info("client CA bundle reloaded", "trigger", trigger, "ca_file", m.o.ClientCAFile, "cas", n)
-				m.rep.Reloaded(report.Reload{ID: ClientCAID, Trigger: trigger})
-			}
-			results = append(results, Result{ID: ClientCAID, Result: out})
-		}
-	}
-	return results, retry
-}
-
-// failed logs and reports a refused reload of id.
-func (m *Manager) failed(id, trigger string, err error, msg string) Result {
-	m.log.Error(msg, "id", id, "trigger", trigger, "err", err)
-	m.rep.Reloaded(report.Reload{ID: id, Trigger: trigger, Err: err})
-	return Result{ID: id, Result: Failed, Error: err.Error(), err: err}
-}
-
-// reloadOne runs f through the pipeline without publishing.
-func (m *Manager) reloadOne(ctx context.Context, f FileCert, v Verify) (*Bundle, Outcome, error) {
-	b, err := LoadFileContext(ctx, f.source(m.routed[f.ID]), v)
-	if err != nil {
-		return nil, Failed, err
-	}
-	if cur := m.store.Get(f.ID); cur != nil && sameBundle(cur, b) {
-		return cur, Unchanged, nil
-	}
-	if err := m.selfTest(b, v); err != nil {
-		return nil, Failed, err
-	}
-	b.Warnings = append(b.Warnings, keyWarnings(b)...)
-	return b, Reloaded, nil
-}
-
-// midUpdate reports a failure that a renewal still writing its files
-// causes: it may go away once they settle.
-func midUpdate(err error) bool {
-	return errors.Is(err, ErrKeyMismatch) || errors.Is(err, ErrNoCertificate) || errors.Is(err, fs.ErrNotExist)
-}
-
 // TLSConfig returns the base TLS configuration of every listener: the
 // served certificates by SNI, client certificate verification when on, and
 // what the dynamic source adds. Listeners clone it.
@@ -501,8 +341,9 @@ func (m *Manager) Covers(name string) bool {
 	return m.o.Dynamic != nil && m.o.Dynamic.Covers(name)
 }
 
-// Files returns every file a reload reads: certificates, keys and CA
-// bundles, for a file watch.
+// Files returns every file a reload reads, for a file watch: listed
+// certificates and keys, and CA bundles. The pairs of folders are not
+// among them: see Folders.
 func (m *Manager) Files() []string {
 	var out []string
 	for _, f := range m.o.Files {
@@ -519,6 +360,18 @@ func (m *Manager) Files() []string {
 	}
 	for _, f := range m.o.Trust.ExtraStores {
 		out = append(out, f)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Folders returns the certificate folders, for a file watch: a change in
+// one or in its subfolders calls for a reload, which works out what
+// changed.
+func (m *Manager) Folders() []string {
+	var out []string
+	for _, f := range m.o.Folders {
+		out = append(out, f.Dir)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

@@ -18,6 +18,12 @@ const (
 	// Failed: the candidate was refused; the previous certificate keeps
 	// serving.
 	Failed Outcome = "failed"
+	// Added: a pair new in a certificates folder passed every check and
+	// now serves new handshakes.
+	Added Outcome = "added"
+	// Removed: a pair gone from its certificates folder is no longer
+	// served.
+	Removed Outcome = "removed"
 )
 
 // sameBundle reports whether a and b serve the same chain with the same key.

@@ -2,12 +2,16 @@ package certs
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -35,31 +39,102 @@ func (e *HandshakeError) Error() string {
 func (e *HandshakeError) Unwrap() error { return e.Err }
 
 // SelfTest proves that b can be served: it runs real TLS handshakes in
-// memory, a server holding b against a client that trusts only v.Roots (the
-// system roots when nil) and asks for each of b.Source.Names, or the leaf's
-// first name when none are routed. TLS 1.3 is tried for every name and TLS
-// 1.2 for the first, since a key can work in one and not the other.
+// memory, TLS 1.3 and TLS 1.2 (a key can work in one and not the other),
+// a server holding b against a client that trusts only v.Roots (the
+// system roots when nil) and asks for the first of b.Source.Names, or the
+// leaf's first name when none are routed. The other routed names are
+// checked against the leaf with x509, as a client would: a handshake per
+// name would prove nothing more.
 //
 // The error is a *FileError naming the key file and wrapping a
-// *HandshakeError. SelfTest is safe for concurrent use.
+// *HandshakeError, or, for a routed name the leaf does not cover, naming
+// the certificate file and wrapping ErrNameMismatch. SelfTest is safe for
+// concurrent use.
 func SelfTest(b *Bundle, v Verify) error {
-	names := b.Source.Names
-	if len(names) == 0 {
-		names = []string{firstName(b.Leaf)}
+	if err := checkNames(b); err != nil {
+		return err
 	}
-	keyFile := keyFileOf(b.Source)
-	for i, name := range names {
-		versions := []uint16{tls.VersionTLS13}
-		if i == 0 {
-			versions = append(versions, tls.VersionTLS12)
-		}
-		for _, ver := range versions {
-			if err := handshakeInMemory(b, v, name, ver); err != nil {
-				return &FileError{keyFile, &HandshakeError{Name: name, Version: ver, Err: err}}
-			}
+	name := firstName(b.Leaf)
+	if len(b.Source.Names) > 0 {
+		name = b.Source.Names[0]
+	}
+	for _, ver := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		if err := handshakeInMemory(b, v, name, ver, true); err != nil {
+			return &FileError{keyFileOf(b.Source), &HandshakeError{Name: name, Version: ver, Err: err}}
 		}
 	}
 	return nil
+}
+
+// checkNames checks that b's leaf covers every name routed to it.
+func checkNames(b *Bundle) error {
+	for _, n := range b.Source.Names {
+		if err := b.Leaf.VerifyHostname(n); err != nil {
+			return &FileError{b.Source.CertFile, fmt.Errorf("%w: %q: %w", ErrNameMismatch, n, err)}
+		}
+	}
+	return nil
+}
+
+// keyProver is the Manager's self-test. What a handshake proves beyond
+// the doctor's x509 checks (key matches, chain verifies, names covered)
+// is that the TLS stack can sign with this kind of key in TLS 1.3 and
+// 1.2: a P-224 key cannot in 1.3, an RSA key under 1024 bits cannot at
+// all. That depends on the key's algorithm and size, not on the
+// certificate, so the handshakes run once per kind of key (ECDSA P-256,
+// RSA 2048, ...) that passes, and again for every certificate whose kind
+// failed, so that each failure is its own. A thousand ECDSA P-256
+// certificates cost two handshakes, not two thousand.
+//
+// keyProver is safe for concurrent use.
+type keyProver struct {
+	mu     sync.Mutex
+	proven map[string]bool
+}
+
+func (p *keyProver) selfTest(b *Bundle, v Verify) error {
+	if err := checkNames(b); err != nil {
+		return err
+	}
+	kind := keyKind(b.Cert.PrivateKey)
+	p.mu.Lock()
+	done := p.proven[kind]
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	name := firstName(b.Leaf)
+	if len(b.Source.Names) > 0 {
+		name = b.Source.Names[0]
+	}
+	for _, ver := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		// The chain was verified by the doctor; the client here checks
+		// only that the server could sign.
+		if err := handshakeInMemory(b, v, name, ver, false); err != nil {
+			return &FileError{keyFileOf(b.Source), &HandshakeError{Name: name, Version: ver, Err: err}}
+		}
+	}
+	p.mu.Lock()
+	if p.proven == nil {
+		p.proven = map[string]bool{}
+	}
+	p.proven[kind] = true
+	p.mu.Unlock()
+	return nil
+}
+
+// keyKind names what about a key decides whether the TLS stack can use
+// it: algorithm and curve or size.
+func keyKind(k crypto.PrivateKey) string {
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *rsa.PrivateKey:
+		return fmt.Sprintf("RSA %d", k.N.BitLen())
+	case ed25519.PrivateKey:
+		return "Ed25519"
+	}
+	return fmt.Sprintf("%T", k)
 }
 
 // firstName is what a client would most likely ask the leaf for; "" when it
@@ -74,7 +149,10 @@ func firstName(leaf *x509.Certificate) string {
 	return ""
 }
 
-func handshakeInMemory(b *Bundle, v Verify, name string, maxVersion uint16) error {
+// handshakeInMemory runs one handshake against b, the client offering at
+// most maxVersion and asking for name; with verify false the client
+// checks nothing of the chain.
+func handshakeInMemory(b *Bundle, v Verify, name string, maxVersion uint16, verify bool) error {
 	srvConf := &tls.Config{
 		Certificates: []tls.Certificate{*b.Cert},
 		MinVersion:   tls.VersionTLS12,
@@ -87,7 +165,10 @@ func handshakeInMemory(b *Bundle, v Verify, name string, maxVersion uint16) erro
 		MaxVersion: maxVersion,
 		Time:       v.Now,
 	}
-	if name == "" {
+	switch {
+	case !verify:
+		cliConf.InsecureSkipVerify = true
+	case name == "":
 		// Nothing to check a name against: verify only the chain, as a
 		// client that dials by an unlisted address and pins nothing would.
 		cliConf.InsecureSkipVerify = true

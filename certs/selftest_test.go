@@ -75,6 +75,8 @@ func TestSelfTest(t *testing.T) {
 		key     crypto.Signer
 		names   []string
 		wantErr string // in the message; "" means it must pass
+		// nameErr: a name check (x509, no handshake) refuses it.
+		nameErr bool
 	}{
 		{name: "p256 default", key: nil},
 		{name: "p384", key: p384},
@@ -82,7 +84,7 @@ func TestSelfTest(t *testing.T) {
 		{name: "rsa 512 too small", key: insecureRSAKey(t, 512), wantErr: "too small"},
 		{name: "p224 refused by TLS 1.3", key: p224, wantErr: "P-224"},
 		{name: "routed name", names: []string{"localhost", "127.0.0.1"}},
-		{name: "routed name not covered", names: []string{"localhost", "other.example"}, wantErr: "other.example"},
+		{name: "routed name not covered", names: []string{"localhost", "other.example"}, wantErr: "other.example", nameErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +106,12 @@ func TestSelfTest(t *testing.T) {
 			}
 			var he *HandshakeError
 			var fe *FileError
+			if tc.nameErr {
+				if !errors.Is(err, ErrNameMismatch) || !errors.As(err, &fe) || fe.File != b.Source.CertFile || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("SelfTest = %v, want a *FileError naming %s wrapping ErrNameMismatch and saying %q", err, b.Source.CertFile, tc.wantErr)
+				}
+				return
+			}
 			if !errors.As(err, &he) || !errors.As(err, &fe) {
 				t.Fatalf("SelfTest = %v, want a *FileError wrapping a *HandshakeError", err)
 			}

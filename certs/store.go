@@ -14,9 +14,11 @@ import (
 	"sync/atomic"
 )
 
-// Store serves certificates by SNI. Lookups are lock-free; Put replaces one
-// bundle by publishing a new table with a single atomic store, so a
-// handshake sees either the old certificate or the new one, never a mix.
+// Store serves certificates by SNI. Lookups are lock-free; Put and Update
+// publish a new table with a single atomic store, so a handshake sees
+// either the old certificates or the new ones, never a mix. Each write
+// rebuilds the name index, O(certificates): publish many changes with one
+// Update, not one Put each.
 //
 // Several certificates may cover one name, typically an ECDSA one and an
 // RSA one for old clients. Each handshake gets the first the client can
@@ -58,22 +60,55 @@ func NewStore() *Store {
 
 // Put adds or replaces the bundle with the given ID. Open connections keep
 // the certificate they negotiated; new handshakes get b at once.
-func (s *Store) Put(id string, b *Bundle) {
+func (s *Store) Put(id string, b *Bundle) { s.Update([]Entry{{ID: id, Bundle: b}}, nil) }
+
+// Entry is one bundle and the ID it is served as.
+type Entry struct {
+	ID     string
+	Bundle *Bundle
+}
+
+// Update adds or replaces every bundle in put and removes the IDs in
+// remove, then publishes the result with a single atomic store: the name
+// index is rebuilt once whatever the number of changes, so publishing a
+// thousand renewals costs what publishing one does. New IDs go last, in
+// the order given. Removing an ID that is not there does nothing.
+func (s *Store) Update(put []Entry, remove []string) {
+	if len(put) == 0 && len(remove) == 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.cur.Load()
-	next := &table{bundles: make(map[string]*Bundle, len(old.bundles)+1)}
-	next.order = append(next.order, old.order...)
+	next := &table{bundles: make(map[string]*Bundle, len(old.bundles)+len(put))}
 	for k, v := range old.bundles {
 		next.bundles[k] = v
 	}
-	if _, ok := old.bundles[id]; !ok {
-		next.order = append(next.order, id)
+	gone := make(map[string]bool, len(remove))
+	for _, id := range remove {
+		if _, ok := next.bundles[id]; ok {
+			gone[id] = true
+			delete(next.bundles, id)
+		}
 	}
-	next.bundles[id] = b
+	next.order = make([]string, 0, len(old.order)+len(put))
+	for _, id := range old.order {
+		if !gone[id] {
+			next.order = append(next.order, id)
+		}
+	}
+	for _, e := range put {
+		if _, ok := next.bundles[e.ID]; !ok {
+			next.order = append(next.order, e.ID)
+		}
+		next.bundles[e.ID] = e.Bundle
+	}
 	next.index()
 	s.cur.Store(next)
 }
+
+// Delete stops serving the bundles with the given IDs.
+func (s *Store) Delete(ids ...string) { s.Update(nil, ids) }
 
 // Key types in order of preference: ECDSA is small and fast and every
 // current client takes it; RSA is for those that do not.

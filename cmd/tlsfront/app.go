@@ -203,12 +203,18 @@ func (a *app) buildCertificates(ctx context.Context) error {
 	if a.cfg.StateDir != "" {
 		trust.CacheDir = filepath.Join(a.cfg.StateDir, "intermediates")
 	}
-	files := make([]certs.FileCert, len(a.cfg.Certificates))
+	var files []certs.FileCert
+	var folders []certs.FolderSource
 	for i, cc := range a.cfg.Certificates {
-		files[i] = certs.FileCert{ID: cc.id(), CertFile: cc.Cert, KeyFile: cc.Key}
+		if f, ok := cc.folder(); ok {
+			folders = append(folders, f)
+			continue
+		}
+		files = append(files, certs.FileCert{ID: cc.id(), CertFile: cc.Cert, KeyFile: cc.Key, Entry: fmt.Sprintf("certificates[%d]", i)})
 	}
 	m, err := certs.NewManager(certs.ManagerOptions{
 		Files:            files,
+		Folders:          folders,
 		Trust:            trust,
 		ClientCAFile:     a.cfg.ClientAuth.CAFile,
 		ClientCARequired: a.cfg.ClientAuth.required(),

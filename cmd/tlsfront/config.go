@@ -67,11 +67,23 @@ type logConfig struct {
 
 type certConfig struct {
 	// Name identifies the certificate in logs and status; default its
-	// file name.
+	// file name. For a folder it prefixes the IDs of its pairs
+	// (name/subfolder).
 	Name string `yaml:"name"`
 	Cert string `yaml:"cert"`
 	// Key defaults to Cert (a combined PEM).
 	Key string `yaml:"key"`
+	// Dir makes the entry a folder of pairs (certs.FolderSource): without
+	// cert, certbot's live/ or Kubernetes TLS secrets; with cert, a
+	// pattern with one * ("*.crt") and key saying where each key is
+	// ("{name}.key").
+	Dir string `yaml:"dir"`
+}
+
+// folder is the entry as a folder of pairs; ok is false for one
+// certificate.
+func (cc certConfig) folder() (f certs.FolderSource, ok bool) {
+	return certs.FolderSource{Dir: cc.Dir, Cert: cc.Cert, Key: cc.Key, Prefix: cc.Name}, cc.Dir != ""
 }
 
 // id names the certificate in logs, metrics and reload results.

@@ -30,8 +30,8 @@ func newReloads(a *app) *reloads {
 // components are the triggers that run while serving.
 func (r *reloads) components() []component {
 	out := []component{{name: "sighup", run: r.onSIGHUP}}
-	if files := r.certs.Files(); r.cfg.watch() && len(files) > 0 {
-		w := &fileWatch{paths: files, debounce: r.cfg.Debounce, log: r.log, reload: r.fromWatch}
+	if files, folders := r.certs.Files(), r.certs.Folders(); r.cfg.watch() && len(files)+len(folders) > 0 {
+		w := &fileWatch{paths: files, folders: folders, debounce: r.cfg.Debounce, log: r.log, reload: r.fromWatch}
 		out = append(out, component{name: "file watch", run: w.run})
 	}
 	if iv := r.cfg.Interval; iv > 0 {
@@ -41,9 +41,12 @@ func (r *reloads) components() []component {
 }
 
 // fromWatch is the file watch's reload: mid-update failures are held back
-// for one more quiet period when final is false.
-func (r *reloads) fromWatch(ctx context.Context, final bool) (retry bool) {
-	_, retry = r.reload(ctx, "watch", !final)
+// for one more quiet period when final is false, and only the folder pairs
+// where events happened are checked (nil changed: all).
+func (r *reloads) fromWatch(ctx context.Context, final bool, changed []string) (retry bool) {
+	sdnotify.Notify(sdnotify.Reloading())
+	defer sdnotify.Notify("READY=1")
+	_, retry = r.certs.ReloadChanged(ctx, "watch", !final, changed)
 	return retry
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -34,14 +35,44 @@ const maxSymlinkHops = 40
 // means a certificate written before its key is never read half-way. When
 // reload says the files looked mid-update it runs once more, final, after
 // another quiet period.
+//
+// A certificate folder (folders) is watched with each of its subfolders
+// and the targets of Kubernetes ..data symlinks, so that a customer added,
+// a certbot renewal or a secret swap is seen. Any change there reloads
+// without comparing contents here: the certificate manager compares
+// each pair's stats and hashes itself, which scales to thousands of
+// pairs. The subfolders are listed again after each quiet period, and at
+// once when a folder is created in a certificate folder.
 type fileWatch struct {
 	paths    []string
+	folders  []string
 	debounce time.Duration
 	log      *slog.Logger
-	// reload reloads everything; with final false it may hold back
-	// failures that look mid-update and ask for a retry.
-	reload func(ctx context.Context, final bool) (retry bool)
+	// reload reloads; with final false it may hold back failures that
+	// look mid-update and ask for a retry. changed lists where events
+	// happened in the certificate folders, so that only the pairs there
+	// are checked; nil: check everything.
+	reload func(ctx context.Context, final bool, changed []string) (retry bool)
+
+	// folderDirs are the folders watched for folders, folderRoots the
+	// folders themselves; folderChanged says an event happened in one,
+	// relist that the subfolders must be listed again.
+	folderDirs, folderRoots map[string]bool
+	folderChanged, relist   bool
+	// changed collects the paths of the events in certificate folders
+	// since the last reload, up to maxChangedPaths; nil once events were
+	// lost or too many: then everything is checked.
+	changed map[string]bool
+	lost    bool
+	// pathDirs are the folders the listed paths resolved through at the
+	// last sync; dirty says the watched set must be compared in full.
+	pathDirs map[string]bool
+	dirty    bool
 }
+
+// maxChangedPaths bounds the event paths handed to a reload; beyond it
+// (a mass renewal) the reload checks every pair.
+const maxChangedPaths = 1024
 
 // run watches until ctx ends.
 func (w *fileWatch) run(ctx context.Context) error {
@@ -52,6 +83,7 @@ func (w *fileWatch) run(ctx context.Context) error {
 	}
 	defer fw.Close()
 	watched := map[string]bool{}
+	w.listFolders()
 	w.sync(fw, watched)
 	w.log.Debug("watching certificate files", "folders", slices.Sorted(maps.Keys(watched)))
 
@@ -60,6 +92,9 @@ func (w *fileWatch) run(ctx context.Context) error {
 	quiet.Stop()
 	defer quiet.Stop()
 	retrying := false
+	// changed is what the last reload was told had changed, for its
+	// retry.
+	var changed []string
 	for {
 		select {
 		case <-ctx.Done():
@@ -71,6 +106,10 @@ func (w *fileWatch) run(ctx context.Context) error {
 			if w.log.Enabled(ctx, slog.LevelDebug) {
 				w.log.Debug("certificate folder changed", "path", ev.Name, "op", ev.Op.String())
 			}
+			if w.inFolders(ev) {
+				w.folderChanged = true
+				w.note(ev.Name)
+			}
 			w.sync(fw, watched)
 			retrying = false
 			quiet.Reset(w.debounce)
@@ -81,11 +120,26 @@ func (w *fileWatch) run(ctx context.Context) error {
 			// Usually a queue overflow: events were lost, so reload to
 			// be sure.
 			w.log.Warn("file watch error; reloading to be sure", "err", err)
+			w.dirty = true
 			w.sync(fw, watched)
 			sums = nil
+			w.folderChanged, w.relist = len(w.folders) > 0, len(w.folders) > 0
+			w.lost = true
 			quiet.Reset(w.debounce)
 		case <-quiet.C:
 			if !retrying {
+				changed = w.takeChanged()
+			}
+			if w.folderChanged && !retrying {
+				w.folderChanged = false
+				if w.relist {
+					w.relist = false
+					w.listFolders()
+					w.sync(fw, watched)
+				}
+				sums = fingerprints(w.paths)
+				w.log.Info("certificate folder changed, reloading")
+			} else if !retrying {
 				now := fingerprints(w.paths)
 				changed := changedPaths(sums, now)
 				sums = now
@@ -95,7 +149,7 @@ func (w *fileWatch) run(ctx context.Context) error {
 				}
 				w.log.Info("certificate files changed, reloading", "files", changed)
 			}
-			if w.reload(ctx, retrying) && !retrying {
+			if w.reload(ctx, retrying, changed) && !retrying {
 				retrying = true
 				quiet.Reset(w.debounce)
 				continue
@@ -105,13 +159,26 @@ func (w *fileWatch) run(ctx context.Context) error {
 	}
 }
 
-// sync makes fw watch exactly the folders paths resolve through now.
+// sync makes fw watch exactly the folders paths resolve through now, and
+// those of the certificate folders as last listed.
+//
+// With thousands of subfolders watched, an event costs only the walk of
+// the listed paths: the whole set is compared only when those moved or
+// the folders were listed again (dirty).
 func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
-	want := map[string]bool{}
+	pathDirs := map[string]bool{}
 	for _, p := range w.paths {
 		for _, d := range watchDirs(p) {
-			want[d] = true
+			pathDirs[d] = true
 		}
+	}
+	if !w.dirty && w.pathDirs != nil && maps.Equal(pathDirs, w.pathDirs) {
+		return
+	}
+	w.pathDirs, w.dirty = pathDirs, false
+	want := maps.Clone(pathDirs)
+	for d := range w.folderDirs {
+		want[d] = true
 	}
 	for d := range watched {
 		if !want[d] {
@@ -128,10 +195,119 @@ func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
 		if err := fw.Add(d); err != nil {
 			// Retried on the next event in a folder that is watched.
 			w.log.Warn("cannot watch certificate folder", "folder", d, "err", err)
+			w.dirty = true
 			continue
 		}
 		watched[d] = true
 	}
+}
+
+// note keeps path as one where an event happened in a certificate folder.
+func (w *fileWatch) note(path string) {
+	if w.changed == nil {
+		w.changed = map[string]bool{}
+	}
+	if len(w.changed) >= maxChangedPaths {
+		w.lost = true
+		return
+	}
+	w.changed[path] = true
+}
+
+// takeChanged returns the paths noted since the last call, nil when
+// events were lost or too many, and starts over.
+func (w *fileWatch) takeChanged() []string {
+	defer func() { w.changed, w.lost = nil, false }()
+	if w.lost {
+		return nil
+	}
+	// Not nil when empty: listed files changed, folders did not.
+	return append([]string{}, slices.Sorted(maps.Keys(w.changed))...)
+}
+
+// listFolders lists what to watch of the certificate folders: each, its
+// subfolders, and the folders their ..data symlinks point at.
+func (w *fileWatch) listFolders() {
+	w.dirty = true
+	w.folderDirs = map[string]bool{}
+	w.folderRoots = map[string]bool{}
+	for _, f := range w.folders {
+		for i, d := range folderWatchDirs(f) {
+			w.folderDirs[d] = true
+			if i == 0 {
+				w.folderRoots[d] = true
+			}
+		}
+	}
+}
+
+// inFolders reports whether ev happened in a certificate folder or one of
+// its subfolders. A folder created in a certificate folder (a customer
+// added) is watched at once, so that the files written into it next are
+// seen too.
+func (w *fileWatch) inFolders(ev fsnotify.Event) bool {
+	dir := filepath.Dir(ev.Name)
+	if w.folderRoots[dir] && ev.Has(fsnotify.Create) {
+		if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
+			if real, err := filepath.EvalSymlinks(ev.Name); err == nil {
+				w.folderDirs[real] = true
+				w.dirty = true
+			}
+		}
+	}
+	in := w.folderDirs[dir] || w.folderDirs[ev.Name]
+	if in && (w.folderRoots[dir] || w.folderRoots[ev.Name] || filepath.Base(ev.Name) == "..data") {
+		// A subfolder added or removed, or a secret's ..data swapped:
+		// what to watch changed. A renewal inside a subfolder does not
+		// change it.
+		w.relist = true
+	}
+	return in
+}
+
+// folderWatchDirs returns the real path of dir first, then those of its
+// subfolders and of the targets of ..data symlinks in dir and in them.
+// Other entries starting with "." are skipped. Only symlinks are
+// resolved: with ten thousand subfolders this is one lstat each.
+func folderWatchDirs(dir string) []string {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil
+	}
+	out := []string{real}
+	addData := func(d string) {
+		p := filepath.Join(d, "..data")
+		if fi, err := os.Lstat(p); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return
+		}
+		if t, err := filepath.EvalSymlinks(p); err == nil {
+			out = append(out, t)
+		}
+	}
+	addData(real)
+	entries, err := os.ReadDir(real)
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(real, e.Name())
+		if e.Type()&os.ModeSymlink != 0 {
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				continue
+			}
+			if p, err = filepath.EvalSymlinks(p); err != nil {
+				continue
+			}
+		} else if !e.IsDir() {
+			continue
+		}
+		out = append(out, p)
+		addData(p)
+	}
+	return out
 }
 
 // watchDirs returns the real folders whose changes can change what path
