@@ -104,7 +104,7 @@ func TestWebSocketKeepsSubprotocol(t *testing.T) {
 
 func TestWebSocketLimitsAndPings(t *testing.T) {
 	p := startProxy(t, Options{Kind: KindHTTP, Backend: startHTTPBackend(t),
-		HTTP: HTTPOptions{MaxMessageSize: 1024, PingInterval: 50 * time.Millisecond}})
+		HTTP: HTTPOptions{MaxMessageSize: 1024, PingInterval: 300 * time.Millisecond}})
 	d := websocket.Dialer{TLSClientConfig: p.ca.ClientConfig("localhost"), Subprotocols: []string{"mqtt"}}
 	c, _, err := d.Dial("wss://"+p.addr+"/mqtt", nil)
 	if err != nil {

@@ -476,9 +476,11 @@ func (rl *wsRelay) ended(src, dst *wsEnd, fromClient bool, why pumpEnd, err erro
 	case tooBig:
 		rl.log.Info("websocket message over the size limit", "limit", rl.maxMessage)
 		rl.abort(closeMsg{closeMessageTooBig, "message too big"}, goingAway("client message over the size limit"))
+		drainUntilClosed(src)
 	case badFrame:
 		if fromClient {
 			rl.abort(closeMsg{closeProtocolError, "bad frame length"}, goingAway("client protocol error"))
+			drainUntilClosed(src)
 		} else {
 			rl.abort(closeMsg{closeInternalError, "backend protocol error"}, closeMsg{closeProtocolError, "bad frame length"})
 		}
@@ -502,6 +504,15 @@ func (rl *wsRelay) ended(src, dst *wsEnd, fromClient bool, why pumpEnd, err erro
 		}
 		dst.conn.SetReadDeadline(time.Now().Add(wsCloseWait))
 	}
+}
+
+// drainUntilClosed reads and drops what a side still sends after tlsfront
+// closed on it (the rest of an oversized message, its close answer) until
+// it ends or the close deadline passes: closing a socket with unread bytes
+// resets it, and a reset can destroy the close frame before the peer
+// reads it.
+func drainUntilClosed(e *wsEnd) {
+	io.Copy(io.Discard, e.r)
 }
 
 // abort is tlsfront ending the session itself: a close frame to each side
