@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/internal/filewatch"
 	"github.com/tlsfront/tlsfront/internal/sdnotify"
 )
 
@@ -31,8 +32,8 @@ func newReloads(a *app) *reloads {
 func (r *reloads) components() []component {
 	out := []component{{name: "sighup", run: r.onSIGHUP}}
 	if files, folders := r.certs.Files(), r.certs.Folders(); r.cfg.watch() && len(files)+len(folders) > 0 {
-		w := &fileWatch{paths: files, folders: folders, debounce: r.cfg.Debounce, log: r.log, reload: r.fromWatch}
-		out = append(out, component{name: "file watch", run: w.run})
+		w := &filewatch.Watch{Paths: files, Folders: folders, Debounce: r.cfg.Debounce, Log: r.log, Reload: r.fromWatch}
+		out = append(out, component{name: "file watch", run: w.Run})
 	}
 	if iv := r.cfg.Interval; iv > 0 {
 		out = append(out, component{name: "reload interval", run: func(ctx context.Context) error { r.every(ctx, iv); return nil }})

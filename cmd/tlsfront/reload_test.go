@@ -714,31 +714,3 @@ func TestReloadConfig(t *testing.T) {
 		})
 	}
 }
-
-func TestWatchDirs(t *testing.T) {
-	dir := t.TempDir()
-	real, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newReloadFixture(t)
-	k8s := kubernetesSecret(t, f, filepath.Join(dir, "k8s"), f.ca.Leaf(pki.Options{}))
-	bot := certbotLive(t, f, filepath.Join(dir, "le"), f.ca.Leaf(pki.Options{}))
-	tests := []struct {
-		name string
-		path string
-		want []string
-	}{
-		{name: "plain file", path: filepath.Join(dir, "k8s", "..data_none"), want: []string{filepath.Join(real, "k8s")}},
-		{name: "kubernetes", path: k8s.cert, want: []string{filepath.Join(real, "k8s"), filepath.Join(real, "k8s", "..2026_11_23_06_00_01.101")}},
-		{name: "certbot", path: bot.key, want: []string{filepath.Join(real, "le", "live", "mqtt.example"), filepath.Join(real, "le", "archive", "mqtt.example")}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := watchDirs(tc.path)
-			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Fatalf("watchDirs(%s) = %q, want %q", tc.path, got, tc.want)
-			}
-		})
-	}
-}

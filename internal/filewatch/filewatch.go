@@ -1,4 +1,4 @@
-package main
+package filewatch
 
 import (
 	"context"
@@ -18,7 +18,8 @@ import (
 // maxSymlinkHops bounds symlink chains, as the kernel does (ELOOP).
 const maxSymlinkHops = 40
 
-// fileWatch calls reload when the files behind paths change.
+// Watch calls Reload when the files behind Paths, or anything in Folders,
+// change.
 //
 // It watches folders, never the files: renewals replace files rather than
 // write them (an atomic rename, certbot re-pointing live/ symlinks at
@@ -43,16 +44,17 @@ const maxSymlinkHops = 40
 // each pair's stats and hashes itself, which scales to thousands of
 // pairs. The subfolders are listed again after each quiet period, and at
 // once when a folder is created in a certificate folder.
-type fileWatch struct {
-	paths    []string
-	folders  []string
-	debounce time.Duration
-	log      *slog.Logger
-	// reload reloads; with final false it may hold back failures that
+type Watch struct {
+	// Paths are files whose content counts; Folders are watched whole.
+	Paths    []string
+	Folders  []string
+	Debounce time.Duration
+	Log      *slog.Logger
+	// Reload reloads; with final false it may hold back failures that
 	// look mid-update and ask for a retry. changed lists where events
 	// happened in the certificate folders, so that only the pairs there
 	// are checked; nil: check everything.
-	reload func(ctx context.Context, final bool, changed []string) (retry bool)
+	Reload func(ctx context.Context, final bool, changed []string) (retry bool)
 
 	// folderDirs are the folders watched for folders, folderRoots the
 	// folders themselves; folderChanged says an event happened in one,
@@ -74,20 +76,20 @@ type fileWatch struct {
 // (a mass renewal) the reload checks every pair.
 const maxChangedPaths = 1024
 
-// run watches until ctx ends.
-func (w *fileWatch) run(ctx context.Context) error {
+// Run watches until ctx ends.
+func (w *Watch) Run(ctx context.Context) error {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
-		w.log.Error("file watch unavailable; reload with SIGHUP or POST /reload", "err", err)
+		w.Log.Error("file watch unavailable; reload with SIGHUP or POST /reload", "err", err)
 		return nil
 	}
 	defer fw.Close()
 	watched := map[string]bool{}
 	w.listFolders()
 	w.sync(fw, watched)
-	w.log.Debug("watching certificate files", "folders", slices.Sorted(maps.Keys(watched)))
+	w.Log.Debug("watching certificate files", "folders", slices.Sorted(maps.Keys(watched)))
 
-	sums := fingerprints(w.paths)
+	sums := fingerprints(w.Paths)
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	defer quiet.Stop()
@@ -103,8 +105,8 @@ func (w *fileWatch) run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if w.log.Enabled(ctx, slog.LevelDebug) {
-				w.log.Debug("certificate folder changed", "path", ev.Name, "op", ev.Op.String())
+			if w.Log.Enabled(ctx, slog.LevelDebug) {
+				w.Log.Debug("certificate folder changed", "path", ev.Name, "op", ev.Op.String())
 			}
 			if w.inFolders(ev) {
 				w.folderChanged = true
@@ -112,20 +114,20 @@ func (w *fileWatch) run(ctx context.Context) error {
 			}
 			w.sync(fw, watched)
 			retrying = false
-			quiet.Reset(w.debounce)
+			quiet.Reset(w.Debounce)
 		case err, ok := <-fw.Errors:
 			if !ok {
 				return nil
 			}
 			// Usually a queue overflow: events were lost, so reload to
 			// be sure.
-			w.log.Warn("file watch error; reloading to be sure", "err", err)
+			w.Log.Warn("file watch error; reloading to be sure", "err", err)
 			w.dirty = true
 			w.sync(fw, watched)
 			sums = nil
-			w.folderChanged, w.relist = len(w.folders) > 0, len(w.folders) > 0
+			w.folderChanged, w.relist = len(w.Folders) > 0, len(w.Folders) > 0
 			w.lost = true
-			quiet.Reset(w.debounce)
+			quiet.Reset(w.Debounce)
 		case <-quiet.C:
 			if !retrying {
 				changed = w.takeChanged()
@@ -137,21 +139,21 @@ func (w *fileWatch) run(ctx context.Context) error {
 					w.listFolders()
 					w.sync(fw, watched)
 				}
-				sums = fingerprints(w.paths)
-				w.log.Info("certificate folder changed, reloading")
+				sums = fingerprints(w.Paths)
+				w.Log.Info("certificate folder changed, reloading")
 			} else if !retrying {
-				now := fingerprints(w.paths)
+				now := fingerprints(w.Paths)
 				changed := changedPaths(sums, now)
 				sums = now
 				if len(changed) == 0 {
-					w.log.Debug("certificate folders changed but no watched file did; not reloading")
+					w.Log.Debug("certificate folders changed but no watched file did; not reloading")
 					continue
 				}
-				w.log.Info("certificate files changed, reloading", "files", changed)
+				w.Log.Info("certificate files changed, reloading", "files", changed)
 			}
-			if w.reload(ctx, retrying, changed) && !retrying {
+			if w.Reload(ctx, retrying, changed) && !retrying {
 				retrying = true
-				quiet.Reset(w.debounce)
+				quiet.Reset(w.Debounce)
 				continue
 			}
 			retrying = false
@@ -165,9 +167,9 @@ func (w *fileWatch) run(ctx context.Context) error {
 // With thousands of subfolders watched, an event costs only the walk of
 // the listed paths: the whole set is compared only when those moved or
 // the folders were listed again (dirty).
-func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
+func (w *Watch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
 	pathDirs := map[string]bool{}
-	for _, p := range w.paths {
+	for _, p := range w.Paths {
 		for _, d := range watchDirs(p) {
 			pathDirs[d] = true
 		}
@@ -194,7 +196,7 @@ func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
 		}
 		if err := fw.Add(d); err != nil {
 			// Retried on the next event in a folder that is watched.
-			w.log.Warn("cannot watch certificate folder", "folder", d, "err", err)
+			w.Log.Warn("cannot watch certificate folder", "folder", d, "err", err)
 			w.dirty = true
 			continue
 		}
@@ -203,7 +205,7 @@ func (w *fileWatch) sync(fw *fsnotify.Watcher, watched map[string]bool) {
 }
 
 // note keeps path as one where an event happened in a certificate folder.
-func (w *fileWatch) note(path string) {
+func (w *Watch) note(path string) {
 	if w.changed == nil {
 		w.changed = map[string]bool{}
 	}
@@ -216,7 +218,7 @@ func (w *fileWatch) note(path string) {
 
 // takeChanged returns the paths noted since the last call, nil when
 // events were lost or too many, and starts over.
-func (w *fileWatch) takeChanged() []string {
+func (w *Watch) takeChanged() []string {
 	defer func() { w.changed, w.lost = nil, false }()
 	if w.lost {
 		return nil
@@ -227,11 +229,11 @@ func (w *fileWatch) takeChanged() []string {
 
 // listFolders lists what to watch of the certificate folders: each, its
 // subfolders, and the folders their ..data symlinks point at.
-func (w *fileWatch) listFolders() {
+func (w *Watch) listFolders() {
 	w.dirty = true
 	w.folderDirs = map[string]bool{}
 	w.folderRoots = map[string]bool{}
-	for _, f := range w.folders {
+	for _, f := range w.Folders {
 		for i, d := range folderWatchDirs(f) {
 			w.folderDirs[d] = true
 			if i == 0 {
@@ -245,7 +247,7 @@ func (w *fileWatch) listFolders() {
 // its subfolders. A folder created in a certificate folder (a customer
 // added) is watched at once, so that the files written into it next are
 // seen too.
-func (w *fileWatch) inFolders(ev fsnotify.Event) bool {
+func (w *Watch) inFolders(ev fsnotify.Event) bool {
 	dir := filepath.Dir(ev.Name)
 	if w.folderRoots[dir] && ev.Has(fsnotify.Create) {
 		if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
