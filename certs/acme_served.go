@@ -68,6 +68,26 @@ func (a *ACME) Served() []Served {
 // names goes untimed rather than grow memory.
 const maxTimedOrders = 4096
 
+// Overdue counts the certificates ACME holds that are past their renewal
+// point by more than a day and not renewed yet: renewals that keep
+// failing, found before the certificates expire.
+func (a *ACME) Overdue() int {
+	ratio := a.opts.RenewalWindowRatio
+	if ratio <= 0 {
+		ratio = 1.0 / 3 // certmagic's default: renew with a third of the lifetime left
+	}
+	n := 0
+	now := time.Now()
+	for _, s := range a.Served() {
+		leaf := s.Chain[0]
+		window := time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * ratio)
+		if now.After(leaf.NotAfter.Add(-window).Add(24 * time.Hour)) {
+			n++
+		}
+	}
+	return n
+}
+
 // ReportACME returns an ACMEOptions.OnEvent that logs each event at the
 // level an operator needs and passes it to rep, with how long each
 // issuance took.

@@ -40,6 +40,10 @@ type Options struct {
 	// once; breaker changes are logged and alerted on within one
 	// evaluation (10 s).
 	Backends func() []BackendState `yaml:"-"`
+	// LimitCounts and Issuance, when set, give the limiter's and ACME's
+	// state for the metrics at scrape time.
+	LimitCounts func() LimitCounts `yaml:"-"`
+	Issuance    func() Issuance    `yaml:"-"`
 	// Version is the build's version, for tlsfront_build_info and
 	// /status.
 	Version string `yaml:"-"`
@@ -338,6 +342,9 @@ func New(o Options) (*Monitor, error) {
 	}
 	m.hlog.init(o.HandshakeLogBurst, o.HandshakeLogPeriod)
 	m.met = newMetrics(m)
+	if err := m.reg.Register(stateCollector{&m.o}); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	if err := m.met.register(m.reg); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}

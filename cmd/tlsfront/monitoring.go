@@ -5,9 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/monitor"
@@ -32,15 +29,29 @@ func (a *app) buildMonitor() error {
 	}
 	o.ProbeRoots = a.probeRoots
 	o.Backends = a.backendStates
+	if a.limiter != nil {
+		o.LimitCounts = func() monitor.LimitCounts {
+			s := a.limiter.Stats()
+			return monitor.LimitCounts{Tracked: s.TrackedClients, Evicted: s.EvictedClients, InFlight: s.HandshakesInFlight,
+				Open: s.OpenConns, Delayed: s.DelayedSockets, TableFull: s.ClientTableFull, TableFullTimes: s.ClientTableFullTimes}
+		}
+	}
+	if am := a.acme; am != nil {
+		onDemand := a.cfg.ACME.OnDemand.Enabled
+		o.Issuance = func() monitor.Issuance {
+			out := monitor.Issuance{Overdue: am.Overdue()}
+			if onDemand {
+				s := am.OnDemandStats()
+				out.OnDemand = &monitor.OnDemandCounts{Queued: s.Queued, Running: s.Running, Failing: s.Failing,
+					Started: s.Started, Obtained: s.Obtained, Failed: s.Failed, Refused: s.Refused}
+			}
+			return out
+		}
+	}
 	o.Version = version
 	m, err := monitor.New(o)
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
-	}
-	for _, c := range []prometheus.Collector{limitsCollector{a}, issuanceCollector{a}} {
-		if err := m.Registry().Register(c); err != nil {
-			return fmt.Errorf("monitor: %w", err)
-		}
 	}
 	a.mon = m
 	a.components = append(a.components, component{name: "monitor", run: func(ctx context.Context) error { m.Run(ctx); return nil }})
@@ -104,44 +115,6 @@ func (a *app) probeRoots() (*x509.CertPool, error) {
 	return a.certs.Verify().Roots, nil
 }
 
-// limitsCollector exports the limiter's state at scrape time.
-type limitsCollector struct{ a *app }
-
-var (
-	limitTrackedDesc  = prometheus.NewDesc("tlsfront_limits_tracked_clients", "Clients with per-client limit state held.", nil, nil)
-	limitEvictedDesc  = prometheus.NewDesc("tlsfront_limits_evicted_clients_total", "Clients forgotten at the tracking cap before their state expired.", nil, nil)
-	limitInFlightDesc = prometheus.NewDesc("tlsfront_limits_handshakes_in_flight", "TLS handshakes under way.", nil, nil)
-	limitOpenDesc     = prometheus.NewDesc("tlsfront_limits_open_connections", "Connections admitted and open.", nil, nil)
-	limitDelayedDesc  = prometheus.NewDesc("tlsfront_limits_delayed_sockets", "Refused sockets held open to slow retry loops.", nil, nil)
-	limitFullDesc     = prometheus.NewDesc("tlsfront_limits_client_table_full", "1 while the per-client table is full: newcomers are admitted untracked (raise limits.max_clients).", nil, nil)
-	limitFullTimes    = prometheus.NewDesc("tlsfront_limits_client_table_full_total", "Times a newcomer found the per-client table full and was admitted untracked.", nil, nil)
-)
-
-func (limitsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{limitTrackedDesc, limitEvictedDesc, limitInFlightDesc, limitOpenDesc, limitDelayedDesc, limitFullDesc, limitFullTimes} {
-		ch <- d
-	}
-}
-
-func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.a.limiter == nil {
-		return
-	}
-	s := c.a.limiter.Stats()
-	g := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	g(limitTrackedDesc, float64(s.TrackedClients))
-	ch <- prometheus.MustNewConstMetric(limitEvictedDesc, prometheus.CounterValue, float64(s.EvictedClients))
-	g(limitInFlightDesc, float64(s.HandshakesInFlight))
-	g(limitOpenDesc, float64(s.OpenConns))
-	g(limitDelayedDesc, float64(s.DelayedSockets))
-	full := 0.0
-	if s.ClientTableFull {
-		full = 1
-	}
-	g(limitFullDesc, full)
-	ch <- prometheus.MustNewConstMetric(limitFullTimes, prometheus.CounterValue, float64(s.ClientTableFullTimes))
-}
-
 // backendStates is the limiter's view of each backend, for the monitor's
 // per-backend metrics, /status and breaker alerts.
 func (a *app) backendStates() []monitor.BackendState {
@@ -153,53 +126,4 @@ func (a *app) backendStates() []monitor.BackendState {
 		out = append(out, monitor.BackendState{Backend: b.Name, Breaker: b.Breaker, Waiting: b.Waiting})
 	}
 	return out
-}
-
-// issuanceCollector exports what ACME is doing at scrape time: on-demand
-// names waiting, being obtained or failing (allowed names without a
-// certificate), attempts and refusals by cap, and certificates past their
-// renewal point that are not renewed yet. Names are never labels, so a
-// host with thousands of them has a handful of series.
-type issuanceCollector struct{ a *app }
-
-var (
-	odNamesDesc    = prometheus.NewDesc("tlsfront_acme_on_demand_names", "Allowed on-demand names without a certificate, by state: queued (waiting for a worker), running (order placed at the CA), failing (backing off after a failure).", []string{"state"}, nil)
-	odAttemptsDesc = prometheus.NewDesc("tlsfront_acme_on_demand_attempts_total", "On-demand issuance attempts by outcome (started, obtained, failed).", []string{"outcome"}, nil)
-	odRefusedDesc  = prometheus.NewDesc("tlsfront_acme_on_demand_refused_total", "Handshakes whose on-demand name could not start an order, by cap (pending, rate, domain, name_table).", []string{"cap"}, nil)
-	overdueDesc    = prometheus.NewDesc("tlsfront_acme_renewals_overdue", "ACME certificates past their renewal point (a third of their lifetime left) by more than a day and not renewed yet.", nil, nil)
-)
-
-func (issuanceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{odNamesDesc, odAttemptsDesc, odRefusedDesc, overdueDesc} {
-		ch <- d
-	}
-}
-
-func (c issuanceCollector) Collect(ch chan<- prometheus.Metric) {
-	am := c.a.acme
-	if am == nil {
-		return
-	}
-	if c.a.cfg.ACME.OnDemand.Enabled {
-		s := am.OnDemandStats()
-		for state, n := range map[string]int{"queued": s.Queued, "running": s.Running, "failing": s.Failing} {
-			ch <- prometheus.MustNewConstMetric(odNamesDesc, prometheus.GaugeValue, float64(n), state)
-		}
-		for outcome, n := range map[string]uint64{"started": s.Started, "obtained": s.Obtained, "failed": s.Failed} {
-			ch <- prometheus.MustNewConstMetric(odAttemptsDesc, prometheus.CounterValue, float64(n), outcome)
-		}
-		for cap, n := range s.Refused {
-			ch <- prometheus.MustNewConstMetric(odRefusedDesc, prometheus.CounterValue, float64(n), cap)
-		}
-	}
-	overdue := 0
-	now := time.Now()
-	for _, s := range am.Served() {
-		leaf := s.Chain[0]
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		if now.After(leaf.NotAfter.Add(-life / 3).Add(24 * time.Hour)) {
-			overdue++
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(overdueDesc, prometheus.GaugeValue, float64(overdue))
 }
