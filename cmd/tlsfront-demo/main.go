@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -81,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			<-exited
 		}
 	}()
-	if err := waitListening(ctx, exited, fmt.Sprintf("127.0.0.1:%d", mq), fmt.Sprintf("127.0.0.1:%d", ws)); err != nil {
+	if err := waitHealthy(ctx, exited, fmt.Sprintf("127.0.0.1:%d", admin)); err != nil {
 		return err
 	}
 
@@ -176,27 +177,29 @@ func portOr(p int) int {
 	return free
 }
 
-func waitListening(ctx context.Context, exited chan error, addrs ...string) error {
+// waitHealthy waits for tlsfront's admin listener to answer /healthz: its
+// sockets are all bound by then. (Dialling the TLS ports instead would
+// show up in its logs as failed handshakes.)
+func waitHealthy(ctx context.Context, exited chan error, admin string) error {
 	deadline := time.Now().Add(15 * time.Second)
-	for _, a := range addrs {
-		for {
-			c, err := net.DialTimeout("tcp", a, 200*time.Millisecond)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case err := <-exited:
-				exited <- err
-				return fmt.Errorf("tlsfront exited at start: %v", err)
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				return errors.New("tlsfront did not start listening within 15s")
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	for {
+		if resp, err := client.Get("http://" + admin + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
 			}
 		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("tlsfront exited at start: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("tlsfront did not start within 15s")
+		}
 	}
-	return nil
 }
