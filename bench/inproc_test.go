@@ -118,6 +118,34 @@ func BenchmarkHandshake(b *testing.B) {
 	}
 }
 
+// BenchmarkResumedConn is BenchmarkHandshake with a session cache: after
+// the first, every connection resumes (TLS 1.2: no key exchange, no
+// signature), so what is left is the proxy's own per-connection work.
+func BenchmarkResumedConn(b *testing.B) {
+	p := startInprocProxy(b)
+	p.client.tls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	p.client.tls.MinVersion, p.client.tls.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	src := netip.MustParseAddr("127.0.0.1")
+	msg := []byte("ping")
+	buf := make([]byte, len(msg))
+	resumed := 0
+	b.ResetTimer()
+	for b.Loop() {
+		c, err := p.client.dial(context.Background(), src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := echoOnce(c, msg, buf); err != nil {
+			b.Fatal(err)
+		}
+		if c.(*tls.Conn).ConnectionState().DidResume {
+			resumed++
+		}
+		c.Close()
+	}
+	b.ReportMetric(float64(resumed)/float64(b.N), "resumed/op")
+}
+
 // BenchmarkIdleConnMemory opens idle TLS connections through the proxy and
 // reports what each costs the proxy: goroutine stacks, and heap allocated
 // under the proxy's frames (from an exact memory profile), before and
