@@ -214,7 +214,7 @@ func New(o Options) (*Server, error) {
 		}
 		recordServed(s.tls)
 	}
-	s.pipes = newPipes(pipeOptions{IdleTimeout: o.IdleTimeout, ParkAfter: o.ParkAfter, Log: s.log})
+	s.pipes = newPipes(pipeOptions{IdleTimeout: o.IdleTimeout, ParkAfter: o.ParkAfter, MQTT: o.Kind == KindTCP && o.Protocol == "mqtt", Log: s.log})
 	d := &dialer{listener: o.Name, shield: o.Limiter, rep: s.rep}
 	switch o.Kind {
 	case KindTCP:
@@ -649,6 +649,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.pipes.closeAll() // stops the watcher
+		s.logDrain(0)
 		return fwdErr
 	case <-ctx.Done():
 	}
@@ -671,8 +672,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.fwd.closeAll()
 	<-done
+	s.logDrain(n)
 	if n > 0 {
 		s.log.Warn("closed connections still open after grace period", "count", n)
 	}
 	return ctx.Err()
+}
+
+// logDrain logs what the MQTT drain did, if one ran; forced is how many
+// connections were still open when the grace period ended.
+func (s *Server) logDrain(forced int) {
+	d := s.pipes.drainStats()
+	if d.Started.IsZero() {
+		return
+	}
+	s.log.Info("mqtt sessions drained", "sessions", d.Scheduled, "over", d.Window.String(),
+		"disconnect_0x8b", d.Disconnected, "closed", d.Closed, "cut_at_deadline", forced, "took", time.Since(d.Started).String())
 }
