@@ -228,6 +228,25 @@ func TestDrainLeavesTornPacketToDeadline(t *testing.T) {
 	}
 }
 
+// Raw tcp connections are not drained: they are closed at the deadline,
+// as before.
+func TestDrainLeavesRawToDeadline(t *testing.T) {
+	p := startProxy(t, Options{Backend: fakeBroker(t, quietBroker)})
+	c, r := mqttClient(t, p, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want the deadline", err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if rest, _ := io.ReadAll(r); len(rest) != 0 {
+		t.Fatalf("client read %x, want nothing", rest)
+	}
+	if st := p.pipes.drainStats(); !st.Started.IsZero() {
+		t.Errorf("a drain ran on a raw listener: %+v", st)
+	}
+}
+
 // 200 quiet MQTT 5 connections, parked, drained over a 2 s grace period:
 // each gets its DISCONNECT, and their ends are spread over the window
 // instead of coming together.

@@ -628,7 +628,10 @@ func (s *Server) Addrs() []net.Addr {
 
 // Shutdown stops accepting, lets open connections finish until ctx ends,
 // then closes the rest. It is safe to call more than once, and before
-// Serve.
+// Serve. With a deadline on ctx, a tcp listener with protocol mqtt does
+// not wait for its clients: it ends their connections one after another
+// over the time left (see drain.go), and what is left at the deadline is
+// closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
