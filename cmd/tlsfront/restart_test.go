@@ -31,7 +31,7 @@ import (
 // sessions' ends, and so the reconnections B sees, are spread over the
 // grace period instead of arriving together.
 //
-// go test -race -count=1 -run TestRollingRestartUnderMQTTLoad -v ./cmd/tlsfront/
+//	go test -race -count=1 -run TestRollingRestartUnderMQTTLoad -v ./cmd/tlsfront/
 func TestRollingRestartUnderMQTTLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("rolling restart with 300 clients")
@@ -142,7 +142,7 @@ func TestRollingRestartUnderMQTTLoad(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("reconnection latency: median %s, p90 %s, max %s", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1])
 	t.Logf("tlsfront A: %v", drained)
-	t.Logf("%d clients: %d ended with DISCONNECT 0x8B, %d saw a torn packet, %d dials refused, %d other dial errors",
+	t.Logf("%d clients: %d ended with DISCONNECT 0x8B, %d saw a torn packet or a reset, %d dials refused, %d other dial errors",
 		clients, disconnects, torn, refused, otherErrs)
 	t.Logf("session ends per tenth of the %s drain window: %v (span %s)", window, endSpread, span(ends))
 	t.Logf("reconnections at B per tenth of the window:   %v (span %s)", arrivalSpread, span(arrivals))
@@ -150,20 +150,23 @@ func TestRollingRestartUnderMQTTLoad(t *testing.T) {
 		t.Errorf("%d dials refused, %d failed otherwise; want none", refused, otherErrs)
 	}
 	if torn != 0 {
-		t.Errorf("%d clients saw a torn packet", torn)
+		t.Errorf("%d clients saw a torn packet or a reset", torn)
 	}
 	if disconnects != clients {
 		t.Errorf("%d of %d sessions ended with DISCONNECT 0x8B", disconnects, clients)
 	}
 	// A storm puts nearly all in one tenth. Session ends are tlsfront's
 	// schedule: at most twice their share. Arrivals are measured by this
-	// test's clients and add their scheduling noise on a shared machine:
-	// at most 2.5 times.
+	// test's clients and add their scheduling noise on a shared machine
+	// (a stall of a few hundred ms has put 22 % in one tenth): at most
+	// three times their share. Cutting every session at the deadline, as
+	// before issue 14, puts 99 % of the ends and 48 % of the arrivals in
+	// one tenth.
 	for _, sp := range []struct {
 		what   string
 		tenths [10]int
 		most   int
-	}{{"session ends", endSpread, clients / 5}, {"reconnections", arrivalSpread, clients / 4}} {
+	}{{"session ends", endSpread, clients / 5}, {"reconnections", arrivalSpread, clients * 3 / 10}} {
 		for i, k := range sp.tenths {
 			if k > sp.most {
 				t.Errorf("%s: %d of %d in tenth %d of the window: %v", sp.what, k, clients, i, sp.tenths)
@@ -186,7 +189,7 @@ type restartClient struct {
 
 	mu       sync.Mutex
 	reason   int // DISCONNECT reason code, -1 for none
-	torn     bool
+	torn     bool // the session ended inside a packet or with an error
 	ended    time.Time // when the first session ended
 	arrived  time.Time // when the second session's CONNACK came
 	refused  int
@@ -216,7 +219,7 @@ func (c *restartClient) run() {
 			break
 		}
 		if err != nil {
-			torn = errors.Is(err, io.ErrUnexpectedEOF)
+			torn = true // inside a packet, or a reset
 			break
 		}
 		switch typ >> 4 {
