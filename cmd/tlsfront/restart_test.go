@@ -188,8 +188,8 @@ type restartClient struct {
 	reconnected atomic.Bool
 
 	mu       sync.Mutex
-	reason   int // DISCONNECT reason code, -1 for none
-	torn     bool // the session ended inside a packet or with an error
+	reason   int       // DISCONNECT reason code, -1 for none
+	torn     bool      // the session ended inside a packet or with an error
 	ended    time.Time // when the first session ended
 	arrived  time.Time // when the second session's CONNACK came
 	refused  int
