@@ -180,7 +180,7 @@ func (h *half) endDrained() {
 	p.ps.mu.Lock()
 	run := p.ps.dr
 	p.ps.mu.Unlock()
-	if p.level.Load() == 5 && h.fr.packets > 0 {
+	if p.level.Load() == 5 && h.fr.connack {
 		h.dst.SetWriteDeadline(time.Now().Add(drainWriteTimeout))
 		if w, err := h.dst.Write(disconnectShuttingDown); err == nil {
 			h.n += int64(w)

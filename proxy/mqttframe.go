@@ -18,6 +18,9 @@ type mqttFramer struct {
 	rem     uint32 // bytes left of the current length or body
 	mult    uint32 // weight of the next length byte
 	packets uint32 // whole packets seen, saturating
+	// connack is set once a CONNACK started: an MQTT 5 server may send
+	// DISCONNECT only after it (an AUTH exchange may come first).
+	connack bool
 }
 
 const (
@@ -46,9 +49,12 @@ func (f *mqttFramer) advance(b []byte, stop bool) int {
 			if stop {
 				return i
 			}
-			if b[i]>>4 == 0 { // packet type 0 is reserved
+			switch b[i] >> 4 {
+			case 0: // reserved
 				f.state = frameBroken
 				return len(b)
+			case 2:
+				f.connack = true
 			}
 			f.state, f.lenN, f.rem, f.mult = frameLength, 0, 0, 1
 			i++

@@ -116,6 +116,9 @@ func TestMQTTFramer(t *testing.T) {
 			if int(f.packets) != len(want) {
 				t.Errorf("%d packets counted, want %d", f.packets, len(want))
 			}
+			if f.connack != (tc.b[0] == 0x20) {
+				t.Errorf("CONNACK seen: %v", f.connack)
+			}
 		})
 	}
 }
