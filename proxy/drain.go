@@ -29,10 +29,12 @@ import (
 // no DISCONNECT: one with reason 0 (normal) would make it discard the
 // client's Will, which the client never asked for. A closed connection
 // is, for the broker, a client that went away: it publishes the Will, as
-// it would if the client had lost its network. EMQX does the same when
-// it is the one shutting down (it closes the session's socket after its
-// DISCONNECT 0x8B). The client is given drainLinger to close its side;
-// well-behaved clients close on the DISCONNECT or the end of stream.
+// it would if the client had lost its network (MQTT 5, 3.1.2.5). The
+// split by version is the one EMQX makes when it kicks a client out: a
+// DISCONNECT for MQTT 5, the socket closed for 3.x
+// (https://github.com/emqx/emqx/issues/3491). The client is given
+// drainLinger to close its side; well-behaved clients close on the
+// DISCONNECT or the end of stream.
 //
 // The broker-to-client direction knows its boundaries from a mqttFramer
 // fed with the bytes it copies. A direction that is parked sits at a

@@ -158,6 +158,9 @@ type Server struct {
 	// observe, when set, sees every handshake event before it is
 	// reported; a test seam.
 	observe func(*HandshakeEvent)
+	// drainLogged makes the drain's summary one log line however often
+	// Shutdown is called.
+	drainLogged sync.Once
 
 	ctx    context.Context // cancelled by Shutdown: stops accept and slot waits
 	cancel context.CancelFunc
@@ -689,6 +692,8 @@ func (s *Server) logDrain(forced int) {
 	if d.Started.IsZero() {
 		return
 	}
-	s.log.Info("mqtt sessions drained", "sessions", d.Scheduled, "over", d.Window.String(),
-		"disconnect_0x8b", d.Disconnected, "closed", d.Closed, "cut_at_deadline", forced, "took", time.Since(d.Started).String())
+	s.drainLogged.Do(func() {
+		s.log.Info("mqtt sessions drained", "sessions", d.Scheduled, "over", d.Window.String(),
+			"disconnect_0x8b", d.Disconnected, "closed", d.Closed, "cut_at_deadline", forced, "took", time.Since(d.Started).String())
+	})
 }
