@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Issue 14, "restarts that drop nothing": a rolling restart under a steady
@@ -442,5 +444,81 @@ func waitForCount(t *testing.T, what string, d time.Duration, count func() int, 
 			t.Fatalf("%s: %d of %d within %s", what, n, want, d)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
+	}
+}
+
+// MQTT 3.1.1 has no server DISCONNECT: paho.mqtt.golang clients with
+// auto-reconnect, under the same load, see their connection end cleanly
+// between two packets (io.EOF, not a torn packet or a reset) and come
+// back through instance B.
+func TestRollingRestartPaho311(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rolling restart")
+	}
+	const clients = 30
+	b := startBroker(t, "mosquitto")
+	tc := newTestCerts(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(reservePort(t)))
+	args := []string{"--listen", addr, "--backend", b.MQTT, "--cert", tc.cert, "--key", tc.key, "--trust-ca", tc.root,
+		"--probe-disabled", "--no-watch", "--reuse-port", "--limits=false", "--shutdown-grace", "2s"}
+	a := startTLSFront(t, args...)
+
+	var mu sync.Mutex
+	lost := map[string]error{}
+	var connects, received atomic.Int64
+	for i := range clients {
+		id := fmt.Sprintf("paho-%d", i)
+		o := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(id).SetProtocolVersion(4).
+			SetTLSConfig(tc.ca.ClientConfig("localhost")).SetConnectTimeout(5 * time.Second).
+			SetAutoReconnect(true).SetMaxReconnectInterval(time.Second).
+			SetConnectionLostHandler(func(_ paho.Client, err error) {
+				mu.Lock()
+				lost[id] = err
+				mu.Unlock()
+			}).
+			SetOnConnectHandler(func(c paho.Client) {
+				connects.Add(1)
+				c.Subscribe("load", 0, func(paho.Client, paho.Message) { received.Add(1) })
+			})
+		c := paho.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect %s: %v", id, tok.Error())
+		}
+		t.Cleanup(func() { c.Disconnect(100) })
+	}
+	stop := make(chan struct{})
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- publishLoad(b.MQTT, stop) }()
+	t.Cleanup(func() { close(stop); <-pubDone })
+	waitForCount(t, "messages received", 20*time.Second, func() int { return int(received.Load()) }, 10*clients)
+
+	startTLSFront(t, args...) // instance B
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-a.exited:
+		a.exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("instance A exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("instance A did not exit")
+	}
+	waitForCount(t, "clients reconnected", 20*time.Second, func() int { return int(connects.Load()) }, 2*clients)
+	drained := drainLine(t, a.logs.String())
+	t.Logf("tlsfront A: %v", drained)
+	if drained["closed"] != float64(clients) {
+		t.Errorf("drain closed %v sessions at a boundary, want %d", drained["closed"], clients)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lost) != clients {
+		t.Errorf("%d of %d clients lost their connection", len(lost), clients)
+	}
+	for id, err := range lost {
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("%s: connection lost with %v, want a clean end of stream", id, err)
+		}
 	}
 }
