@@ -24,7 +24,12 @@
 // backend and is reported as a probe.
 //
 // Constructors start nothing; Serve starts the goroutines, and Shutdown
-// drains and then closes what the Server owns.
+// drains and then closes what the Server owns. A tcp listener with
+// protocol mqtt drains its connections at a pace: each ends at its own
+// moment, spread over the time left until Shutdown's deadline, at an MQTT
+// packet boundary of the broker's stream, MQTT 5 clients with a
+// DISCONNECT 0x8B (server shutting down), so that clients reconnect to
+// the next instance as a trickle, not all at once (drain.go).
 //
 // Only transport failures count toward a backend's circuit breaker: a
 // failed dial and, on http listeners, a connection closed before a byte

@@ -121,7 +121,9 @@ func (w *watcher) loop() {
 func (w *watcher) park(h *half) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
+	// A draining direction must not park: the drain looks for it here
+	// under w.mu after setting the flag (pipe.drain).
+	if w.closed || (h.fr != nil && h.p.draining.Load()) {
 		return false
 	}
 	// Tokens wrap after 2^32 parks; skip any still held by a direction

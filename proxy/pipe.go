@@ -51,7 +51,10 @@ type pipeOptions struct {
 	// turns parking off: a quiet direction then waits on its goroutine,
 	// still with no buffer.
 	ParkAfter time.Duration
-	Log       *slog.Logger
+	// MQTT says the connections carry MQTT: their packet boundaries are
+	// followed, so that a drain can end them between packets.
+	MQTT bool
+	Log  *slog.Logger
 }
 
 // pipes copies bytes both ways for the forwarded tcp connections of one
@@ -68,6 +71,8 @@ type pipes struct {
 	all    map[*pipe]struct{}
 	w      *watcher // created on the first park; nil until then or if it failed
 	wErr   error    // why the watcher could not be made; parking is off then
+	// dr is the running drain (see drain.go); nil before one starts.
+	dr *drainRun
 }
 
 func newPipes(o pipeOptions) *pipes {
@@ -91,12 +96,24 @@ func newPipes(o pipeOptions) *pipes {
 // keeps its stack at the largest size it needed. A direction with no data
 // for ParkAfter parks: its goroutine returns and the first readable byte
 // starts a new one.
-func (ps *pipes) start(client halfCloser, backend net.Conn, finish func(fromClient, toClient int64)) {
+//
+// level is the client's MQTT protocol level when the CONNECT was read
+// before (it was replayed to the backend); zero lets the pipe learn it
+// from the client's first bytes. It matters only with MQTT.
+func (ps *pipes) start(client halfCloser, backend net.Conn, level byte, finish func(fromClient, toClient int64)) {
 	p := &pipe{ps: ps, client: client, backend: backend, finish: finish}
 	p.lastActive.Store(time.Now().UnixNano())
 	p.left.Store(2)
 	p.halves[0] = half{p: p, src: client, dst: backend}
 	p.halves[1] = half{p: p, src: backend, dst: client}
+	if ps.opts.MQTT {
+		p.halves[1].fr = new(mqttFramer)
+		if level != 0 {
+			p.level.Store(uint32(level))
+		} else {
+			p.halves[0].sniff = new(connectSniffer)
+		}
+	}
 	// The client's socket is under crypto/tls (and maybe a PROXY header
 	// reader); it serves only to wait for readability. The backend's is
 	// read directly when it is a plain socket, so a quiet backend holds
@@ -108,11 +125,15 @@ func (ps *pipes) start(client halfCloser, backend net.Conn, finish func(fromClie
 	ps.mu.Lock()
 	closed := ps.closed
 	ps.all[p] = struct{}{}
+	draining := ps.dr != nil
 	ps.mu.Unlock()
 	go p.halves[0].run(true)
 	go p.halves[1].run(true)
 	if closed {
 		p.abort()
+	} else if draining {
+		// Set up while the drain ran: its turn is now.
+		p.drain()
 	}
 }
 
@@ -128,7 +149,11 @@ func (ps *pipes) closeAll() {
 		live = append(live, p)
 	}
 	w := ps.w
+	d := ps.dr
 	ps.mu.Unlock()
+	if d != nil {
+		d.stopAndWait()
+	}
 	for _, p := range live {
 		p.abort()
 	}
@@ -179,10 +204,17 @@ type pipe struct {
 	halves     [2]half      // client to backend, backend to client
 	left       atomic.Int32 // directions still copying
 
-	mu    sync.Mutex
-	grace *time.Timer // set by the first direction to end
-	idle  *time.Timer // checks the idle timeout while a direction is parked
-	done  bool        // both directions ended
+	// draining asks the backend-to-client direction to end at the next
+	// packet boundary (drain.go); level is the client's MQTT protocol
+	// level (levelUnknown, 3, 4, 5 or levelNotMQTT).
+	draining atomic.Bool
+	level    atomic.Uint32
+
+	mu      sync.Mutex
+	grace   *time.Timer // set by the first direction to end
+	idle    *time.Timer // checks the idle timeout while a direction is parked
+	done    bool        // both directions ended
+	drained bool        // ended by the drain: the other side gets drainLinger
 }
 
 // half is one direction of a pipe. Whoever holds it (its goroutine, or
@@ -194,6 +226,11 @@ type half struct {
 	rawReads bool            // src is a plain socket read through raw
 	n        int64           // bytes copied
 	token    uint32          // the watcher's key while parked; guarded by the watcher
+	// fr follows the MQTT packet boundaries of the backend-to-client
+	// direction; sniff learns the level from the client's CONNECT. Each is
+	// nil where it does not apply.
+	fr    *mqttFramer
+	sniff *connectSniffer
 }
 
 // errParked ends a direction's goroutine without ending the direction.
@@ -205,7 +242,11 @@ var errIdle = errors.New("idle timeout")
 // run copies until the direction ends or parks. first is true when the
 // direction starts, false when its socket woke it from parking.
 func (h *half) run(first bool) {
-	if err := h.copy(first); err == errParked {
+	switch err := h.copy(first); err {
+	case errParked:
+		return
+	case errDrained:
+		h.endDrained()
 		return
 	}
 	h.end()
@@ -261,6 +302,10 @@ func (h *half) copy(first bool) error {
 			}
 			recheck = false
 		}
+		draining := h.fr != nil && h.p.draining.Load()
+		if draining && h.fr.atBoundary() {
+			return errDrained
+		}
 		var n int
 		var err error
 		switch {
@@ -295,10 +340,25 @@ func (h *half) copy(first bool) error {
 		if n > 0 {
 			last = time.Now()
 			h.p.lastActive.Store(last.UnixNano())
-			w, werr := h.dst.Write((*buf)[:n])
+			out := (*buf)[:n]
+			if h.sniff != nil {
+				h.learnLevel(out)
+			}
+			if h.fr != nil {
+				// Draining, only up to the end of the packet under way:
+				// what follows is not sent, the connection ends there.
+				draining = h.p.draining.Load()
+				out = out[:h.fr.advance(out, draining)]
+			}
+			w, werr := h.dst.Write(out)
 			h.n += int64(w)
 			if werr != nil {
 				return werr
+			}
+			if draining && h.fr.atBoundary() {
+				putBuf(buf)
+				buf = nil
+				return errDrained
 			}
 			switch {
 			case h.rawReads:
@@ -323,6 +383,11 @@ func (h *half) copy(first bool) error {
 		}
 		if !isTimeout(err) {
 			return err
+		}
+		if draining || (h.fr != nil && h.p.draining.Load()) {
+			// The drain may have set an expired deadline to wake us
+			// (pipe.drain): set ours again whatever we last set.
+			deadline = aLongTimeAgo
 		}
 		if waits {
 			// The read timed out: nothing is buffered above the socket.
@@ -377,7 +442,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 // timeout. Zero means never.
 func (h *half) nextCheck(last time.Time, quiet bool) time.Time {
 	var t time.Time
-	if !quiet && (h.raw == nil || h.p.ps.park) {
+	// A draining direction does not park or go quiet: it waits on its
+	// goroutine for the rest of the packet under way.
+	draining := h.fr != nil && h.p.draining.Load()
+	if !quiet && !draining && (h.raw == nil || h.p.ps.park) {
 		t = last.Add(h.p.ps.quietWait)
 	}
 	if idle := h.p.ps.opts.IdleTimeout; idle > 0 {
@@ -414,7 +482,11 @@ func (p *pipe) end() {
 		// too, without a goroutine waiting for it.
 		p.mu.Lock()
 		if !p.done { // the other side may have ended meanwhile
-			p.grace = time.AfterFunc(closeGrace, p.abort)
+			grace := closeGrace
+			if p.drained {
+				grace = drainLinger
+			}
+			p.grace = time.AfterFunc(grace, p.abort)
 		}
 		p.mu.Unlock()
 		return

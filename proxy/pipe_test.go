@@ -337,7 +337,7 @@ func TestFullRecordsReachBackendWhole(t *testing.T) {
 	ps := newPipes(pipeOptions{})
 	defer ps.closeAll()
 	finished := make(chan byteCounts, 1)
-	ps.start(server, rec, func(in, out int64) {
+	ps.start(server, rec, 0, func(in, out int64) {
 		server.Close()
 		rec.Close()
 		finished <- byteCounts{in, out}

@@ -158,6 +158,9 @@ type Server struct {
 	// observe, when set, sees every handshake event before it is
 	// reported; a test seam.
 	observe func(*HandshakeEvent)
+	// drainLogged makes the drain's summary one log line however often
+	// Shutdown is called.
+	drainLogged sync.Once
 
 	ctx    context.Context // cancelled by Shutdown: stops accept and slot waits
 	cancel context.CancelFunc
@@ -214,7 +217,7 @@ func New(o Options) (*Server, error) {
 		}
 		recordServed(s.tls)
 	}
-	s.pipes = newPipes(pipeOptions{IdleTimeout: o.IdleTimeout, ParkAfter: o.ParkAfter, Log: s.log})
+	s.pipes = newPipes(pipeOptions{IdleTimeout: o.IdleTimeout, ParkAfter: o.ParkAfter, MQTT: o.Kind == KindTCP && o.Protocol == "mqtt", Log: s.log})
 	d := &dialer{listener: o.Name, shield: o.Limiter, rep: s.rep}
 	switch o.Kind {
 	case KindTCP:
@@ -629,7 +632,10 @@ func (s *Server) Addrs() []net.Addr {
 
 // Shutdown stops accepting, lets open connections finish until ctx ends,
 // then closes the rest. It is safe to call more than once, and before
-// Serve.
+// Serve. With a deadline on ctx, a tcp listener with protocol mqtt does
+// not wait for its clients: it ends their connections one after another
+// over the time left (see drain.go), and what is left at the deadline is
+// closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
@@ -650,6 +656,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.pipes.closeAll() // stops the watcher
+		s.logDrain(0)
 		return fwdErr
 	case <-ctx.Done():
 	}
@@ -674,8 +681,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.Close()
 	}
 	<-done
+	s.logDrain(n)
 	if n > 0 {
 		s.log.Warn("closed connections still open after grace period", "count", n)
 	}
 	return ctx.Err()
+}
+
+// logDrain logs what the MQTT drain did, if one ran; forced is how many
+// connections were still open when the grace period ended.
+func (s *Server) logDrain(forced int) {
+	d := s.pipes.drainStats()
+	if d.Started.IsZero() {
+		return
+	}
+	s.drainLogged.Do(func() {
+		s.log.Info("mqtt sessions drained", "sessions", d.Scheduled, "over", d.Window.String(),
+			"disconnect_0x8b", d.Disconnected, "closed", d.Closed, "cut_at_deadline", forced, "took", time.Since(d.Started).String())
+	})
 }

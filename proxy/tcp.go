@@ -52,9 +52,24 @@ func newTCPForwarder(s *Server, d *dialer) *tcpForwarder {
 	}
 }
 
-func (f *tcpForwarder) start()                             {}
-func (f *tcpForwarder) shutdown(ctx context.Context) error { return nil } // the front's registry holds every session
-func (f *tcpForwarder) closeAll()                          {}
+func (f *tcpForwarder) start()    {}
+func (f *tcpForwarder) closeAll() {}
+
+// drainMargin is the part of the time left until Shutdown's deadline that
+// the MQTT drain leaves free at its end, for the last clients to read
+// their DISCONNECT and close.
+const drainMargin = 10 // per cent
+
+// shutdown starts the paced drain of MQTT connections (drain.go) over the
+// time left until ctx's deadline, less drainMargin; without a deadline, or
+// for other protocols, connections run on until ctx ends. The front's
+// registry holds every session, so there is nothing else to wait for.
+func (f *tcpForwarder) shutdown(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok && f.protocol == "mqtt" {
+		f.pipes.drain(time.Until(dl) * (100 - drainMargin) / 100)
+	}
+	return nil
+}
 
 // backendFor picks the route for the negotiated server name.
 func backendFor(routes map[string]Backend, def Backend, sni string) Backend {
@@ -142,7 +157,7 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	// as the connection, idle or not.
 	closed := report.ConnClosed{Listener: f.name, ConnID: sess.id, Client: sess.client, SNI: sess.sni, JA4: sess.ja4, Backend: be.String()}
 	start, end, extra := sess.start, sess.end, int64(len(head))
-	f.pipes.start(tc, bc, func(in, out int64) {
+	f.pipes.start(tc, bc, level, func(in, out int64) {
 		bc.Close()
 		closed.FromClient, closed.ToClient, closed.Duration, closed.End = in+extra, out, time.Since(start), f.endOf()
 		f.rep.ConnClosed(closed)
