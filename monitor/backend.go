@@ -65,11 +65,14 @@ func (m *Monitor) unsyncedBackend(backend string) *backendDials {
 // reset before sending its first byte back: a broker that accepts and
 // then drops connections (overloaded, or refusing clients at the
 // protocol level).
-func (m *Monitor) BackendReset(listener, backend string) {
+func (m *Monitor) BackendReset(listener, backend string, err error) {
 	m.met.resets.WithLabelValues(listener, backend).Inc()
+	now := m.now()
 	m.mu.Lock()
 	if d := m.unsyncedBackend(backend); d != nil {
 		d.resets++
+		d.lastOK, d.lastAt = false, now
+		d.lastErr, d.lastErrAt = err.Error(), now
 	}
 	m.mu.Unlock()
 }

@@ -50,7 +50,7 @@ func TestExampleRulesUseExportedMetrics(t *testing.T) {
 	m.ConnOpened("mqtt")
 	m.ConnClosed("mqtt", 1, 2)
 	m.BackendDial("mqtt", "127.0.0.1:1883", time.Millisecond, errors.New("refused"))
-	m.BackendReset("mqtt", "127.0.0.1:1883")
+	m.BackendReset("mqtt", "127.0.0.1:1883", errors.New("backend closed the connection without answering: EOF"))
 	m.probeRound(context.Background())
 	waitFor(t, "a failed delivery", func() bool { return m.deliveries("webhook", "failed") > 0 })
 	m.flushLogs(true)

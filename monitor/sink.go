@@ -86,6 +86,10 @@ func (s eventSink) BackendDial(d report.BackendDial) {
 	s.m.BackendDial(d.Listener, d.Backend, d.Took, d.Err)
 }
 
+func (s eventSink) BackendReset(r report.BackendReset) {
+	s.m.BackendReset(r.Listener, r.Backend, r.Err)
+}
+
 func (s eventSink) Reloaded(r report.Reload) { s.m.Reloaded(r.ID, r.Err) }
 
 func (s eventSink) ACME(e report.ACME) {

@@ -45,7 +45,7 @@ func TestBackendState(t *testing.T) {
 
 	// The broker dies: dials fail, connections are reset, the breaker opens.
 	m.BackendDial("mqtt", "10.0.0.1:1883", 3*time.Millisecond, errors.New("connection refused"))
-	m.BackendReset("mqtt", "10.0.0.1:1883")
+	m.BackendReset("mqtt", "10.0.0.1:1883", errors.New("backend closed the connection without answering: EOF"))
 	setBreaker("open")
 	clk.Add(10 * time.Second)
 	m.evaluate()
@@ -70,7 +70,7 @@ func TestBackendState(t *testing.T) {
 		t.Fatalf("backends = %+v", st.Backends)
 	}
 	if b := st.Backends[0]; b.Up || b.Breaker != "open" || b.DialErrors != 1 || b.Resets != 1 || b.Dials != 2 ||
-		b.LastError != "connection refused" || !b.BreakerSince.Equal(clk.Now()) {
+		b.LastError != "backend closed the connection without answering: EOF" || !b.BreakerSince.Equal(clk.Now()) {
 		t.Fatalf("backend = %+v", b)
 	}
 

@@ -61,7 +61,31 @@ func (d *dialer) dialHTTP(ctx context.Context, be Backend, client netip.Addr, sr
 	if err != nil {
 		return nil, err
 	}
-	return &answerConn{Conn: c, done: done}, nil
+	return &answerConn{Conn: c, done: d.answered(be, done)}, nil
+}
+
+// dialAwaitingAnswer is dial for a backend that answers the client's
+// first packet (an MQTT broker its CONNECT): answered must be called once,
+// with nil when the backend sent its first byte, with an error wrapping
+// errNoAnswer when it ended the connection before, or with
+// context.Canceled when we or the client gave up first.
+func (d *dialer) dialAwaitingAnswer(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr, tlvs []proxyproto.TLV) (c net.Conn, answered func(error), err error) {
+	c, done, err := d.dialDeferred(ctx, be, client, src, dst, tlvs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, d.answered(be, done), nil
+}
+
+// answered passes a connection's first answer, or its lack, to the
+// breaker (done) and reports a connection that ended unanswered.
+func (d *dialer) answered(be Backend, done func(error)) func(error) {
+	return func(err error) {
+		if errors.Is(err, errNoAnswer) {
+			d.rep.BackendReset(report.BackendReset{Listener: d.listener, Backend: be.String(), Err: err})
+		}
+		done(err)
+	}
 }
 
 // dialDeferred dials and reports a failed dial to the breaker; the caller

@@ -142,6 +142,7 @@ type recorder struct {
 	handshakes []report.Handshake
 	closed     []report.ConnClosed
 	refusals   []report.Refusal
+	resets     []report.BackendReset
 	dials      chan report.BackendDial
 }
 
@@ -163,6 +164,12 @@ func (r *recorder) Refused(rf report.Refusal) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.refusals = append(r.refusals, rf)
+}
+
+func (r *recorder) BackendReset(rs report.BackendReset) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resets = append(r.resets, rs)
 }
 
 func (r *recorder) BackendDial(d report.BackendDial) {

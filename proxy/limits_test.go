@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tlsfront/tlsfront/internal/testnet"
 	"github.com/tlsfront/tlsfront/limits"
 )
 
@@ -82,5 +85,88 @@ func TestBreakerAnswersUnavailableAtOnce(t *testing.T) {
 	// Once open, the breaker answers without dialling the dead backend.
 	if n := len(dials); n != 2 {
 		t.Fatalf("backend dialled %d times, want 2 (then the breaker opens)", n)
+	}
+}
+
+// A broker that accepts and then drops connections without a word is a
+// failed backend: the client gets the CONNACK for "server unavailable" in
+// its own protocol version instead of a bare close, the drop is reported,
+// and the breaker opens as it would for failed dials.
+func TestBackendDroppingConnectionsAnswersUnavailable(t *testing.T) {
+	for _, readAhead := range []bool{false, true} {
+		t.Run(fmt.Sprintf("connect read ahead=%v", readAhead), func(t *testing.T) {
+			ln := testnet.Listen(t)
+			testnet.Serve(t, ln, func(c net.Conn) {
+				c.Read(make([]byte, 64))
+				c.(*net.TCPConn).SetLinger(0) // a reset, as an overloaded broker does
+				c.Close()
+			})
+			rec := newRecorder()
+			cfg := limits.Config{BreakerFailures: 3, BreakerCooldown: time.Minute}
+			if readAhead {
+				cfg.ClientIDRate, cfg.ClientIDBurst = 1000, 1000
+			}
+			p := startProxy(t, Options{Backend: Backend{Network: "tcp", Address: ln.Addr().String()}, Protocol: "mqtt", Reporter: rec,
+				Limiter: newLimiter(t, cfg)})
+			for i, tt := range []struct {
+				connect, want []byte
+			}{
+				{connect5, []byte{0x20, 0x03, 0x00, 0x88, 0x00}},
+				{connect311, []byte{0x20, 0x02, 0x00, 0x03}},
+				{connect5, []byte{0x20, 0x03, 0x00, 0x88, 0x00}},
+				{connect311, []byte{0x20, 0x02, 0x00, 0x03}}, // the breaker is open: answered without a dial
+			} {
+				c := p.dial(t, "localhost")
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.Write(tt.connect)
+				got, _ := io.ReadAll(c)
+				if !bytes.Equal(got, tt.want) {
+					t.Fatalf("attempt %d: got % x, want CONNACK % x", i, got, tt.want)
+				}
+			}
+			if n := len(rec.dials); n != 3 {
+				t.Errorf("backend dialled %d times, want 3 (then the breaker opens)", n)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.resets) != 3 || !strings.Contains(rec.resets[0].Err.Error(), "without answering") {
+				t.Errorf("resets reported: %+v, want 3", rec.resets)
+			}
+			if len(rec.refusals) != 1 || rec.refusals[0].Limit != "backend_down" {
+				t.Errorf("refusals %+v, want one backend_down", rec.refusals)
+			}
+		})
+	}
+}
+
+// A client that leaves before its broker answers, or a broker that
+// answers, is no backend failure: many such connections never open the
+// breaker.
+func TestClientLeavingEarlyDoesNotTripBreaker(t *testing.T) {
+	ln := testnet.Listen(t)
+	testnet.Serve(t, ln, func(c net.Conn) {
+		io.Copy(io.Discard, c) // until the client's end reaches it, then close without a word
+		c.Close()
+	})
+	rec := newRecorder()
+	p := startProxy(t, Options{Backend: Backend{Network: "tcp", Address: ln.Addr().String()}, Protocol: "mqtt", Reporter: rec,
+		Limiter: newLimiter(t, limits.Config{BreakerFailures: 2, BreakerCooldown: time.Minute})})
+	for i := range 6 {
+		c := p.dial(t, "localhost")
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(connect5)
+		c.CloseWrite()
+		if got, _ := io.ReadAll(c); len(got) != 0 {
+			t.Fatalf("attempt %d: got % x, want a plain end", i, got)
+		}
+		c.Close()
+	}
+	if n := len(rec.dials); n != 6 {
+		t.Errorf("backend dialled %d times, want 6: the breaker must stay closed", n)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.resets) != 0 || len(rec.refusals) != 0 {
+		t.Errorf("resets %+v, refusals %+v: a client leaving is not the backend failing", rec.resets, rec.refusals)
 	}
 }

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -101,11 +103,19 @@ func newPipes(o pipeOptions) *pipes {
 // before (it was replayed to the backend); zero lets the pipe learn it
 // from the client's first bytes. It matters only with MQTT.
 func (ps *pipes) start(client halfCloser, backend net.Conn, level byte, finish func(fromClient, toClient int64)) {
-	p := &pipe{ps: ps, client: client, backend: backend, finish: finish}
+	ps.startAnswered(client, backend, level, nil, finish)
+}
+
+// startAnswered is start for a backend that answers the client's first
+// packet, an MQTT broker its CONNECT: answered is called once, as
+// dialer.dialAwaitingAnswer says, and an MQTT client whose broker ends the
+// connection unanswered gets a CONNACK refusing it (see unanswered).
+func (ps *pipes) startAnswered(client halfCloser, backend net.Conn, level byte, answered func(error), finish func(fromClient, toClient int64)) {
+	p := &pipe{ps: ps, client: client, backend: backend, finish: finish, answered: answered}
 	p.lastActive.Store(time.Now().UnixNano())
 	p.left.Store(2)
 	p.halves[0] = half{p: p, src: client, dst: backend}
-	p.halves[1] = half{p: p, src: backend, dst: client}
+	p.halves[1] = half{p: p, src: backend, dst: client, awaitsAnswer: answered != nil}
 	if ps.opts.MQTT {
 		p.halves[1].fr = new(mqttFramer)
 		if level != 0 {
@@ -210,6 +220,14 @@ type pipe struct {
 	draining atomic.Bool
 	level    atomic.Uint32
 
+	// answered, when set, hears once whether the backend answered
+	// (startAnswered); clientEnded is set when the client's direction
+	// ended, so that a backend closing after the client left is not
+	// blamed.
+	answered    func(error)
+	answeredSet atomic.Bool
+	clientEnded atomic.Bool
+
 	mu      sync.Mutex
 	grace   *time.Timer // set by the first direction to end
 	idle    *time.Timer // checks the idle timeout while a direction is parked
@@ -231,6 +249,9 @@ type half struct {
 	// nil where it does not apply.
 	fr    *mqttFramer
 	sniff *connectSniffer
+	// awaitsAnswer is set on the backend's direction until its first
+	// byte, when the pipe's answered hook wants to hear of it.
+	awaitsAnswer bool
 }
 
 // errParked ends a direction's goroutine without ending the direction.
@@ -242,14 +263,52 @@ var errIdle = errors.New("idle timeout")
 // run copies until the direction ends or parks. first is true when the
 // direction starts, false when its socket woke it from parking.
 func (h *half) run(first bool) {
-	switch err := h.copy(first); err {
+	err := h.copy(first)
+	switch err {
 	case errParked:
 		return
 	case errDrained:
 		h.endDrained()
 		return
 	}
+	if h == &h.p.halves[0] {
+		h.p.clientEnded.Store(true)
+	} else if h.awaitsAnswer {
+		h.unanswered(err)
+	}
 	h.end()
+}
+
+// unanswered handles a backend that ended the connection before its first
+// byte. If the client had started an MQTT session and is still there, the
+// backend failed it: the breaker hears of it, and the client gets the
+// CONNACK for "server unavailable" rather than a bare close, so that it
+// backs off as the protocol says. Otherwise (we closed the connection,
+// the client left first, the idle timeout, not MQTT) nobody failed.
+func (h *half) unanswered(err error) {
+	p := h.p
+	level := p.level.Load()
+	if errors.Is(err, net.ErrClosed) || err == errIdle || p.clientEnded.Load() || level == levelUnknown || level == levelNotMQTT {
+		p.answer(context.Canceled)
+		return
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	p.answer(fmt.Errorf("%w: %w", errNoAnswer, err))
+	h.dst.SetWriteDeadline(time.Now().Add(answerTimeout))
+	h.dst.Write(connack(byte(level), reasonUnavailable))
+}
+
+// answerTimeout bounds writing the CONNACK to a client whose broker left
+// it unanswered: one that reads nothing must not hold the connection.
+const answerTimeout = 2 * time.Second
+
+// answer calls the pipe's answered hook, once.
+func (p *pipe) answer(err error) {
+	if p.answered != nil && p.answeredSet.CompareAndSwap(false, true) {
+		p.answered(err)
+	}
 }
 
 // end finishes the direction: the write side of dst is closed, and the
@@ -352,6 +411,10 @@ func (h *half) copy(first bool) error {
 			}
 			w, werr := h.dst.Write(out)
 			h.n += int64(w)
+			if h.awaitsAnswer {
+				h.awaitsAnswer = false
+				h.p.answer(nil)
+			}
 			if werr != nil {
 				return werr
 			}
@@ -503,6 +566,7 @@ func (p *pipe) end() {
 	p.ps.mu.Lock()
 	delete(p.ps.all, p)
 	p.ps.mu.Unlock()
+	p.answer(context.Canceled) // ended before any answer, by our doing
 	p.finish(p.halves[0].n, p.halves[1].n)
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -124,7 +126,16 @@ func (f *tcpForwarder) forward(sess *session) bool {
 			return false
 		}
 	}
-	bc, err := f.dialer.dialWith(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
+	// An MQTT broker answers every CONNECT: until it does, the breaker
+	// does not count the connection as a success (see pipe.unanswered).
+	answered := func(error) {}
+	var bc net.Conn
+	var err error
+	if f.protocol == "mqtt" {
+		bc, answered, err = f.dialer.dialAwaitingAnswer(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
+	} else {
+		bc, err = f.dialer.dialWith(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
+	}
 	if err != nil {
 		reason := reasonUnavailable
 		var refusal *limits.Refusal
@@ -141,12 +152,15 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		return false
 	}
 	if !sess.attach(bc) {
+		answered(context.Canceled)
 		bc.Close()
 		return false
 	}
 	if len(head) > 0 {
 		bc.SetWriteDeadline(time.Now().Add(f.timeout))
 		if _, err := bc.Write(head); err != nil {
+			answered(fmt.Errorf("%w: %w", errNoAnswer, err))
+			f.answerMQTT(tc, level, reasonUnavailable)
 			bc.Close()
 			return false
 		}
@@ -157,7 +171,10 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	// as the connection, idle or not.
 	closed := report.ConnClosed{Listener: f.name, ConnID: sess.id, Client: sess.client, SNI: sess.sni, JA4: sess.ja4, Backend: be.String()}
 	start, end, extra := sess.start, sess.end, int64(len(head))
-	f.pipes.start(tc, bc, level, func(in, out int64) {
+	if f.protocol != "mqtt" {
+		answered = nil
+	}
+	f.pipes.startAnswered(tc, bc, level, answered, func(in, out int64) {
 		bc.Close()
 		closed.FromClient, closed.ToClient, closed.Duration, closed.End = in+extra, out, time.Since(start), f.endOf()
 		f.rep.ConnClosed(closed)

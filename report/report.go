@@ -74,6 +74,15 @@ type BackendDial struct {
 	Err      error
 }
 
+// BackendReset is a backend connection that was dialled but that the
+// backend closed or reset before sending its first byte: a broker that
+// accepts and then drops connections. Err says how it ended.
+type BackendReset struct {
+	Listener string
+	Backend  string
+	Err      error
+}
+
 // Reload outcomes.
 const (
 	Reloaded  = "reloaded"
@@ -132,6 +141,7 @@ type Sink interface {
 	ConnOpened(listener string)
 	ConnClosed(ConnClosed)
 	BackendDial(BackendDial)
+	BackendReset(BackendReset)
 	Reloaded(Reload)
 	ACME(ACME)
 	Dependency(Dependency)
@@ -143,14 +153,15 @@ var Discard Sink = Nop{}
 // Nop drops every event. Embed it to implement only some of Sink.
 type Nop struct{}
 
-func (Nop) Handshake(*Handshake)    {}
-func (Nop) Refused(Refusal)         {}
-func (Nop) ConnOpened(string)       {}
-func (Nop) ConnClosed(ConnClosed)   {}
-func (Nop) BackendDial(BackendDial) {}
-func (Nop) Reloaded(Reload)         {}
-func (Nop) ACME(ACME)               {}
-func (Nop) Dependency(Dependency)   {}
+func (Nop) Handshake(*Handshake)      {}
+func (Nop) Refused(Refusal)           {}
+func (Nop) ConnOpened(string)         {}
+func (Nop) ConnClosed(ConnClosed)     {}
+func (Nop) BackendDial(BackendDial)   {}
+func (Nop) BackendReset(BackendReset) {}
+func (Nop) Reloaded(Reload)           {}
+func (Nop) ACME(ACME)                 {}
+func (Nop) Dependency(Dependency)     {}
 
 // OrDiscard returns s, or Discard when s is nil.
 func OrDiscard(s Sink) Sink {
@@ -204,6 +215,12 @@ func (t tee) ConnClosed(c ConnClosed) {
 func (t tee) BackendDial(d BackendDial) {
 	for _, s := range t {
 		s.BackendDial(d)
+	}
+}
+
+func (t tee) BackendReset(r BackendReset) {
+	for _, s := range t {
+		s.BackendReset(r)
 	}
 }
 
