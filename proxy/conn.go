@@ -38,7 +38,7 @@ type conn struct {
 	// sees only the *tls.Conn over it.
 	session *session
 
-	// pending holds bytes read ahead by awaitFirstBytes, handed to the
+	// pending holds bytes read ahead by awaitHello, handed to the
 	// first Read.
 	pending []byte
 
@@ -48,9 +48,13 @@ type conn struct {
 
 var firstReadPool = sync.Pool{New: func() any { b := make([]byte, 1500); return &b }}
 
-// awaitFirstBytes waits until the client sends something or timeout
-// passes. The bytes read stay for the TLS stack.
-func (c *conn) awaitFirstBytes(timeout time.Duration) error {
+// awaitHello waits until the client's first TLS record, its ClientHello,
+// has arrived whole, or timeout passes. The bytes read stay for the TLS
+// stack. A client whose first bytes are not a TLS handshake record is not
+// waited for further: the TLS stack then fails it, and its first bytes
+// say why. A hello longer than one record (none seen in practice) is
+// waited for up to its first record.
+func (c *conn) awaitHello(timeout time.Duration) error {
 	c.SetReadDeadline(time.Now().Add(timeout))
 	defer c.SetReadDeadline(time.Time{})
 	// Whatever the first segment carried, as the TLS stack's own first
@@ -59,12 +63,39 @@ func (c *conn) awaitFirstBytes(timeout time.Duration) error {
 	// resets the connection instead of closing it.
 	bp := firstReadPool.Get().(*[]byte)
 	defer firstReadPool.Put(bp)
-	n, err := c.Read(*bp)
+	n, err := c.readWire(*bp)
 	c.pending = append(c.pending[:0], (*bp)[:n]...)
-	if n > 0 {
-		return nil
+	if n == 0 {
+		return err
 	}
-	return err
+	// The rest of the record is appended as it arrives: memory follows
+	// what the client sent, at most one record.
+	for want := helloRecordLen(c.pending); len(c.pending) < want; want = helloRecordLen(c.pending) {
+		n, err := c.readWire((*bp)[:min(len(*bp), want-len(c.pending))])
+		c.pending = append(c.pending, (*bp)[:n]...)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// helloRecordLen is how many bytes the first TLS record starting b takes,
+// or 0 when b does not start one (or one no TLS stack accepts): there is
+// nothing to wait for then.
+func helloRecordLen(b []byte) int {
+	const maxRecord = 16384 + 2048 // RFC 8446, 5.2: a record's largest ciphertext
+	if len(b) == 0 || b[0] != 0x16 {
+		return 0
+	}
+	if len(b) < 5 {
+		return 5
+	}
+	n := int(b[3])<<8 | int(b[4])
+	if b[1] != 3 || n > maxRecord {
+		return 0
+	}
+	return 5 + n
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -75,6 +106,12 @@ func (c *conn) Read(b []byte) (int, error) {
 		}
 		return n, nil
 	}
+	return c.readWire(b)
+}
+
+// readWire reads from the socket, keeping what the handshake's reports
+// need.
+func (c *conn) readWire(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 && !c.handshook {
 		if c.headLen < len(c.head) {

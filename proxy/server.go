@@ -431,11 +431,12 @@ func (s *Server) serveConn(c *conn) {
 		release()
 	}
 
-	// The handshake slot (CPU) is taken only once the client has spoken:
-	// a socket that sends nothing holds a connection slot and counts
-	// against its client, but cannot keep anyone else from a handshake.
+	// The handshake slot (CPU) is taken only once the ClientHello has
+	// arrived: a socket that sends nothing, or half a hello, holds a
+	// connection slot and counts against its client, but cannot keep
+	// anyone else from a handshake.
 	start := time.Now()
-	if err := c.awaitFirstBytes(s.helloTimeout()); err != nil {
+	if err := c.awaitHello(s.helloTimeout()); err != nil {
 		ticket.Handshake(false)
 		s.report(s.event(c, start, err))
 		return
@@ -451,7 +452,7 @@ func (s *Server) serveConn(c *conn) {
 	if buf == nil {
 		buf = new([helloCaptureLen]byte)
 	}
-	// What awaitFirstBytes read ahead is the start of the hello.
+	// What awaitHello read ahead is the start of the hello.
 	c.helloBuf, c.helloLen = buf, copy(buf[:], c.pending)
 	ev := s.handshake(tc, c)
 	if ev.Err != nil && isIssuance(ev.Err) {
