@@ -8,7 +8,8 @@
 // well-behaved rate from other addresses; a third of the storm trusts the
 // wrong CA, so its handshakes fail after the server has done the crypto
 // (old clients with a stale trust store). It prints the two runs side by
-// side.
+// side; then the same twice more with silent sockets added (the stall
+// attack).
 //
 //	go run ./bench/storm
 //

@@ -36,6 +36,12 @@ const (
 	warmup         = 2 * time.Second
 	measure        = 15 * time.Second
 	attemptTimeout = 5 * time.Second
+	// The stall scenario adds stallAddrs addresses each holding
+	// stallPerAddr sockets that send nothing (or half a ClientHello) and
+	// reopen as soon as the server closes them: the silent-socket attack
+	// that used to take every handshake slot.
+	stallAddrs   = 300
+	stallPerAddr = 2
 )
 
 // limitsOn are the limits of the second run: sized for devices that
@@ -89,12 +95,15 @@ func run(ctx context.Context) error {
 	for _, rc := range []struct {
 		name  string
 		flags []string
+		stall bool
 	}{
-		{"limits off", []string{"--limits=false"}},
-		{"limits on", limitsOn},
+		{"limits off", []string{"--limits=false"}, false},
+		{"limits on", limitsOn, false},
+		{"stall, off", []string{"--limits=false"}, true},
+		{"stall, on", limitsOn, true},
 	} {
 		fmt.Fprintf(os.Stderr, "run: %s\n", rc.name)
-		r, err := runOnce(ctx, bin, dir, pk, broker.addr, rc.name, rc.flags)
+		r, err := runOnce(ctx, bin, dir, pk, broker.addr, rc.name, rc.flags, rc.stall)
 		if err != nil {
 			return fmt.Errorf("%s: %w", rc.name, err)
 		}
@@ -375,7 +384,7 @@ type counters struct {
 	stormAttempts, stormOK int
 }
 
-func runOnce(ctx context.Context, bin, dir string, pk *pkiFiles, broker, name string, flags []string) (*result, error) {
+func runOnce(ctx context.Context, bin, dir string, pk *pkiFiles, broker, name string, flags []string, stall bool) (*result, error) {
 	sh, err := startShim(broker)
 	if err != nil {
 		return nil, err
@@ -475,6 +484,15 @@ func runOnce(ctx context.Context, bin, dir string, pk *pkiFiles, broker, name st
 		}
 	}
 
+	if stall {
+		for a := range stallAddrs {
+			src := net.IPv4(127, 0, byte(3+a/250), byte(1+a%250))
+			for w := range stallPerAddr {
+				wg.Go(func() { stallLoop(loadCtx, tf.addr, src, w%2 == 1) })
+			}
+		}
+	}
+
 	select {
 	case <-time.After(warmup):
 	case <-ctx.Done():
@@ -550,6 +568,31 @@ func attempt(ctx context.Context, addr string, src net.IP, roots *x509.CertPool,
 	}
 	_, err = c.Write([]byte{0xe0, 0}) // DISCONNECT
 	return err
+}
+
+// stallLoop holds one socket from src that sends nothing, or with half
+// the first bytes of a ClientHello, until the server closes it, then opens
+// another, until ctx ends. A refused dial is retried after a pause so
+// that the loop stays bounded.
+func stallLoop(ctx context.Context, addr string, src net.IP, partial bool) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}
+	for ctx.Err() == nil {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if partial {
+			c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header and one byte of a ClientHello
+		}
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		io.Copy(io.Discard, c) // until the server closes it
+		stop()
+		c.Close()
+	}
 }
 
 // connectPacket is an MQTT 3.1.1 CONNECT with a clean session.
@@ -646,8 +689,9 @@ func printTable(w io.Writer, rs []*result) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "\nstorm benchmark: %d well-behaved clients at 1 conn/s, storm %dx from %d addresses (1/3 with a stale CA), %v measured\n\n",
+	fmt.Fprintf(w, "\nstorm benchmark: %d well-behaved clients at 1 conn/s, storm %dx from %d addresses (1/3 with a stale CA), %v measured\n",
 		wellClients, stormFactor, stormAddrs, measure)
+	fmt.Fprintf(w, "stall columns add %d silent or half-hello sockets from %d addresses, reopened as soon as closed\n\n", stallAddrs*stallPerAddr, stallAddrs)
 	row("", func(r *result) string { return r.name })
 	row("well-behaved success", func(r *result) string {
 		return fmt.Sprintf("%d/%d %.1f%%", r.wellOK, r.wellAttempts, 100*float64(r.wellOK)/float64(max(1, r.wellAttempts)))
