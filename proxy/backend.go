@@ -52,13 +52,9 @@ func (b Backend) String() string {
 	return b.Address
 }
 
-// dial connects to the backend and writes the PROXY header for a client
-// whose connection arrived from src at dst.
-func (b Backend) dial(ctx context.Context, src, dst net.Addr) (net.Conn, error) {
-	return b.dialTLVs(ctx, src, dst, nil)
-}
-
-// dialTLVs is dial with TLVs added to a version 2 PROXY header.
+// dialTLVs connects to the backend and writes the PROXY header, with tlvs
+// added to a version 2 header, for a client whose connection arrived from
+// src at dst.
 func (b Backend) dialTLVs(ctx context.Context, src, dst net.Addr, tlvs []proxyproto.TLV) (net.Conn, error) {
 	timeout := b.DialTimeout
 	if timeout == 0 {

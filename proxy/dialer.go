@@ -30,19 +30,10 @@ type dialer struct {
 	rep      report.Sink
 }
 
-// dial connects to be for client, whose connection arrived from src at dst
-// (for the PROXY header). A refusal by the shield is returned as a
-// *limits.Refusal error, already reported. The breaker learns the dial's
-// outcome.
-func (d *dialer) dial(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr) (net.Conn, error) {
-	c, done, err := d.dialDeferred(ctx, be, client, src, dst, nil)
-	if err == nil {
-		done(nil)
-	}
-	return c, err
-}
-
-// dialWith is dial with TLVs for the PROXY protocol v2 header.
+// dialWith connects to be for client, whose connection arrived from src
+// at dst, with tlvs for a PROXY protocol v2 header. A refusal by the
+// shield is returned as a *limits.Refusal error, already reported. The
+// breaker learns the dial's outcome.
 func (d *dialer) dialWith(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr, tlvs []proxyproto.TLV) (net.Conn, error) {
 	c, done, err := d.dialDeferred(ctx, be, client, src, dst, tlvs)
 	if err == nil {

@@ -41,7 +41,7 @@ type proxyHeaderKey struct{}
 
 func startProxyBackend(t *testing.T) *proxyBackend {
 	t.Helper()
-	ln := &proxyproto.Listener{Listener: testnet.Listen(t), Policy: func(net.Addr) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
+	ln := &proxyproto.Listener{Listener: testnet.Listen(t), ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
 	b := &proxyBackend{addr: ln.Addr().String(), seen: make(chan seenRequest, 16)}
 	up := websocket.Upgrader{}
 	srv := &http.Server{
