@@ -155,15 +155,7 @@ func newClient(rawURL string, tlsCfg *tls.Config) (redis.UniversalClient, error)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: parse url: %w", err)
 		}
-		opt.DialTimeout = orDefault(opt.DialTimeout)
-		opt.ReadTimeout = orDefault(opt.ReadTimeout)
-		opt.WriteTimeout = orDefault(opt.WriteTimeout)
-		if !u.Query().Has("max_retries") {
-			opt.MaxRetries = defaultRetries
-		}
-		if !u.Query().Has("dialer_retries") {
-			opt.DialerRetries = defaultRetries
-		}
+		fillDefaults(u.Query(), &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries, &opt.DialerRetries)
 		if opt.TLSConfig, err = withTLS(opt.TLSConfig, tlsCfg); err != nil {
 			return nil, err
 		}
@@ -177,21 +169,27 @@ func newClient(rawURL string, tlsCfg *tls.Config) (redis.UniversalClient, error)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: parse sentinel url: %w", err)
 		}
-		opt.DialTimeout = orDefault(opt.DialTimeout)
-		opt.ReadTimeout = orDefault(opt.ReadTimeout)
-		opt.WriteTimeout = orDefault(opt.WriteTimeout)
-		if !u.Query().Has("max_retries") {
-			opt.MaxRetries = defaultRetries
-		}
-		if !u.Query().Has("dialer_retries") {
-			opt.DialerRetries = defaultRetries
-		}
+		fillDefaults(u.Query(), &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries, &opt.DialerRetries)
 		if opt.TLSConfig, err = withTLS(opt.TLSConfig, tlsCfg); err != nil {
 			return nil, err
 		}
 		return redis.NewFailoverClient(opt), nil
 	}
 	return nil, fmt.Errorf("redisstore: url scheme %q: want redis, rediss, unix, redis+sentinel or rediss+sentinel", u.Scheme)
+}
+
+// fillDefaults sets the timeouts and retries that the URL left unset, for
+// either kind of client's options.
+func fillDefaults(q url.Values, dial, read, write *time.Duration, retries, dialerRetries *int) {
+	for _, d := range []*time.Duration{dial, read, write} {
+		*d = orDefault(*d)
+	}
+	if !q.Has("max_retries") {
+		*retries = defaultRetries
+	}
+	if !q.Has("dialer_retries") {
+		*dialerRetries = defaultRetries
+	}
 }
 
 // withTLS applies the caller's TLS settings over go-redis's, which
