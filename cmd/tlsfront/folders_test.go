@@ -62,21 +62,7 @@ func TestWatchCertificateFolder(t *testing.T) {
 	f := newReloadFixture(t)
 	live := t.TempDir()
 	a := f.writeCertbotPair(t, live, "a.example.com")
-	cfgFile := filepath.Join(t.TempDir(), "tlsfront.yaml")
-	writeConfig(t, cfgFile, `
-certificates:
-  - dir: `+live+`
-trust:
-  ca_file: `+f.root+`
-reload:
-  debounce: 30ms
-listeners:
-  - listen: 127.0.0.1:0
-    backend: `+testnet.Echo(t)+`
-`)
-	ta := startApp(t, noClientRate, "--config", cfgFile)
-	ta.WaitLog("watching certificate files", 5*time.Second)
-	addr := ta.Addr("tcp-0")
+	ta, addr := startFolderApp(t, f, live)
 	if got := f.serialFor(addr, "a.example.com"); got != serialOf(a) {
 		t.Fatalf("a.example.com served %q, want %s", got, serialOf(a))
 	}
@@ -159,10 +145,25 @@ func TestWatchKubernetesSecretsFolder(t *testing.T) {
 	f := newReloadFixture(t)
 	secrets := t.TempDir()
 	a := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "1", "a.example.com")
+	_, addr := startFolderApp(t, f, secrets)
+	if got := f.serialFor(addr, "a.example.com"); got != serialOf(a) {
+		t.Fatalf("a.example.com served %q, want %s", got, serialOf(a))
+	}
+	a2 := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "2", "a.example.com")
+	f.waitFor(t, addr, "a.example.com", serialOf(a2))
+	a3 := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "3", "a.example.com")
+	f.waitFor(t, addr, "a.example.com", serialOf(a3))
+}
+
+// startFolderApp starts tlsfront serving the certificate folder dir,
+// watched with a short debounce, and returns it with its listener's
+// address once the watch runs.
+func startFolderApp(t *testing.T, f *reloadFixture, dir string) (*testApp, string) {
+	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "tlsfront.yaml")
 	writeConfig(t, cfgFile, `
 certificates:
-  - dir: `+secrets+`
+  - dir: `+dir+`
 trust:
   ca_file: `+f.root+`
 reload:
@@ -173,12 +174,5 @@ listeners:
 `)
 	ta := startApp(t, noClientRate, "--config", cfgFile)
 	ta.WaitLog("watching certificate files", 5*time.Second)
-	addr := ta.Addr("tcp-0")
-	if got := f.serialFor(addr, "a.example.com"); got != serialOf(a) {
-		t.Fatalf("a.example.com served %q, want %s", got, serialOf(a))
-	}
-	a2 := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "2", "a.example.com")
-	f.waitFor(t, addr, "a.example.com", serialOf(a2))
-	a3 := f.kubeSwap(t, filepath.Join(secrets, "customer-a"), "3", "a.example.com")
-	f.waitFor(t, addr, "a.example.com", serialOf(a3))
+	return ta, ta.Addr("tcp-0")
 }
