@@ -126,7 +126,7 @@ func (d *drainRun) run(live []*pipe) {
 	defer t.Stop()
 	n := time.Duration(len(live))
 	for i, p := range live {
-		at := d.started.Add(d.window * (2*time.Duration(i) + 1) / (2 * n))
+		at := drainSlot(d.started, d.window, i, n)
 		if wait := time.Until(at); wait > 0 {
 			t.Reset(wait)
 			select {
@@ -137,6 +137,12 @@ func (d *drainRun) run(live []*pipe) {
 		}
 		p.drain()
 	}
+}
+
+// drainSlot is when the i-th of n connections ends in a drain over window
+// from start: the same time apart, none at the very start or end.
+func drainSlot(start time.Time, window time.Duration, i int, n time.Duration) time.Time {
+	return start.Add(window * (2*time.Duration(i) + 1) / (2 * n))
 }
 
 // drainStats reports the drain that ran, if any.

@@ -328,6 +328,9 @@ func (h *httpForwarder) shutdown(ctx context.Context) error {
 	if !h.started {
 		return nil
 	}
+	if dl, ok := ctx.Deadline(); ok {
+		h.ws.drain(time.Until(dl) * (100 - drainMargin) / 100)
+	}
 	err := h.srv.Shutdown(ctx)
 	<-h.served
 	if werr := h.ws.wait(ctx); err == nil {

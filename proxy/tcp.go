@@ -58,8 +58,8 @@ func (f *tcpForwarder) start()    {}
 func (f *tcpForwarder) closeAll() {}
 
 // drainMargin is the part of the time left until Shutdown's deadline that
-// the MQTT drain leaves free at its end, for the last clients to read
-// their DISCONNECT and close.
+// a drain (MQTT over tcp, WebSockets) leaves free at its end, for the last
+// clients to read their DISCONNECT or close frame and close.
 const drainMargin = 10 // per cent
 
 // shutdown starts the paced drain of MQTT connections (drain.go) over the

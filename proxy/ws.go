@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -654,6 +655,9 @@ type wsRegistry struct {
 	closed bool
 	conns  map[*wsRelay]struct{}
 	wg     sync.WaitGroup
+	// stopDrain ends a running drain's schedule (closeAll); nil until a
+	// drain starts.
+	stopDrain chan struct{}
 }
 
 func (r *wsRegistry) add(rl *wsRelay) bool {
@@ -689,10 +693,53 @@ func (r *wsRegistry) wait(ctx context.Context) error {
 	}
 }
 
+// drain ends every WebSocket with 1001 (going away) to both sides, one
+// after another over window in random order, so that their clients come
+// back spread out, on another instance, instead of all at once when the
+// grace period ends (the tcp listener's MQTT drain does the same, see
+// drain.go). New WebSockets are refused from now on. It does not wait.
+func (r *wsRegistry) drain(window time.Duration) {
+	r.mu.Lock()
+	if r.stopDrain != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	relays := make([]*wsRelay, 0, len(r.conns))
+	for rl := range r.conns {
+		relays = append(relays, rl)
+	}
+	stop := make(chan struct{})
+	r.stopDrain = stop
+	r.mu.Unlock()
+	rand.Shuffle(len(relays), func(i, j int) { relays[i], relays[j] = relays[j], relays[i] })
+	go func() {
+		start := time.Now()
+		t := time.NewTimer(time.Hour)
+		defer t.Stop()
+		for i, rl := range relays {
+			t.Reset(time.Until(drainSlot(start, window, i, time.Duration(len(relays)))))
+			select {
+			case <-t.C:
+			case <-stop:
+				return
+			}
+			rl.goAway()
+		}
+	}()
+}
+
 // closeAll sends 1001 to both sides of every WebSocket and waits, at most
 // wsCloseWait and a little more, for them to end.
 func (r *wsRegistry) closeAll() {
 	r.mu.Lock()
+	if r.stopDrain != nil {
+		select {
+		case <-r.stopDrain:
+		default:
+			close(r.stopDrain)
+		}
+	}
 	r.closed = true
 	relays := make([]*wsRelay, 0, len(r.conns))
 	for rl := range r.conns {

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -534,4 +535,69 @@ func TestCloseCodes(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Shutdown with a deadline ends WebSockets with 1001 one after another
+// over the grace period, so that their clients do not all reconnect at
+// once; the backend hears 1001 too.
+func TestShutdownDrainsWebSocketsSpreadOut(t *testing.T) {
+	const n = 50
+	const grace = 2 * time.Second
+	b := startWSBackend(t)
+	p := startProxy(t, Options{Kind: KindHTTP, Backend: b.backend()})
+	d := websocket.Dialer{TLSClientConfig: p.ca.ClientConfig("localhost")}
+	conns := make([]*websocket.Conn, n)
+	for i := range n {
+		c, _, err := d.Dial("wss://"+p.addr+"/echo", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	ends := make([]time.Time, n)
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			_, _, err := c.ReadMessage()
+			ends[i] = time.Now()
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				codes[i] = ce.Code
+			}
+		})
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	wg.Wait()
+	window := grace * (100 - drainMargin) / 100
+	var tenths [10]int
+	for i := range n {
+		if codes[i] != websocket.CloseGoingAway {
+			t.Fatalf("client %d: close code %d, want 1001", i, codes[i])
+		}
+		tenths[min(max(int(10*ends[i].Sub(start)/window), 0), 9)]++
+	}
+	t.Logf("WebSockets ended per tenth of the %s window: %v", window, tenths)
+	for i, k := range tenths {
+		if k > n/5 {
+			t.Errorf("%d of %d WebSockets ended in tenth %d of the window: %v", k, n, i, tenths)
+		}
+	}
+	for range n {
+		select {
+		case code := <-b.closes:
+			if code != websocket.CloseGoingAway {
+				t.Errorf("backend heard close %d, want 1001", code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the backend did not hear every close")
+		}
+	}
 }
