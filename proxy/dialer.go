@@ -28,6 +28,57 @@ type dialer struct {
 	listener string
 	shield   Shield
 	rep      report.Sink
+	blame    unanswered
+}
+
+// unanswered remembers, per backend, the clients whose connections the
+// backend ended without answering since it last answered anyone. Only
+// the first such connection of each client counts against the backend:
+// a broker closes a connection whose CONNECT it rejects without a word,
+// so a single client sending those could otherwise open the breaker for
+// everyone. A broker that drops connections fails many clients at once.
+type unanswered struct {
+	mu      sync.Mutex
+	clients map[string]map[netip.Addr]struct{} // by backend
+	n       atomic.Int32                       // clients held, to skip the lock on success
+}
+
+// maxUnanswered bounds the clients remembered per backend; past it every
+// unanswered connection counts (that many clients failing is an outage).
+const maxUnanswered = 256
+
+// first records client's unanswered connection to backend and says
+// whether it is the client's first since the backend last answered.
+func (u *unanswered) first(backend string, client netip.Addr) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.clients == nil {
+		u.clients = map[string]map[netip.Addr]struct{}{}
+	}
+	set := u.clients[backend]
+	if set == nil {
+		set = map[netip.Addr]struct{}{}
+		u.clients[backend] = set
+	}
+	if _, seen := set[client]; seen {
+		return false
+	}
+	if len(set) < maxUnanswered {
+		set[client] = struct{}{}
+		u.n.Add(1)
+	}
+	return true
+}
+
+// answered forgets backend's unanswered clients: it works again.
+func (u *unanswered) answered(backend string) {
+	if u.n.Load() == 0 {
+		return
+	}
+	u.mu.Lock()
+	u.n.Add(-int32(len(u.clients[backend])))
+	delete(u.clients, backend)
+	u.mu.Unlock()
 }
 
 // dialWith connects to be for client, whose connection arrived from src
@@ -52,7 +103,7 @@ func (d *dialer) dialHTTP(ctx context.Context, be Backend, client netip.Addr, sr
 	if err != nil {
 		return nil, err
 	}
-	return &answerConn{Conn: c, done: d.answered(be, done)}, nil
+	return &answerConn{Conn: c, done: d.answered(be, client, done)}, nil
 }
 
 // dialAwaitingAnswer is dial for a backend that answers the client's
@@ -65,15 +116,23 @@ func (d *dialer) dialAwaitingAnswer(ctx context.Context, be Backend, client neti
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, d.answered(be, done), nil
+	return c, d.answered(be, client, done), nil
 }
 
 // answered passes a connection's first answer, or its lack, to the
-// breaker (done) and reports a connection that ended unanswered.
-func (d *dialer) answered(be Backend, done func(error)) func(error) {
+// breaker (done) and reports a connection that ended unanswered. A
+// client's repeated unanswered connections count against the backend
+// once (see unanswered).
+func (d *dialer) answered(be Backend, client netip.Addr, done func(error)) func(error) {
 	return func(err error) {
-		if errors.Is(err, errNoAnswer) {
+		switch {
+		case err == nil:
+			d.blame.answered(be.String())
+		case errors.Is(err, errNoAnswer):
 			d.rep.BackendReset(report.BackendReset{Listener: d.listener, Backend: be.String(), Err: err})
+			if !d.blame.first(be.String(), client) {
+				err = context.Canceled // not the backend's failure a second time
+			}
 		}
 		done(err)
 	}

@@ -108,6 +108,19 @@ func (p *testProxy) dial(t *testing.T, serverName string) *tls.Conn {
 	return c
 }
 
+// dialFrom is dial from the loopback address src, another client as far
+// as per-client limits and blame go.
+func (p *testProxy) dialFrom(t *testing.T, src, serverName string) *tls.Conn {
+	t.Helper()
+	d := &tls.Dialer{NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}, Config: p.ca.ClientConfig(serverName)}
+	c, err := d.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", p.addr, src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*tls.Conn)
+}
+
 // roundTrip writes msg and reads back exactly as many bytes.
 func roundTrip(t *testing.T, c net.Conn, msg string) string {
 	t.Helper()

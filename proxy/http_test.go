@@ -46,8 +46,17 @@ func startHTTPBackend(t testing.TB) Backend {
 }
 
 func httpsClient(p *testProxy, h2 bool) *http.Client {
+	return httpsClientFrom(p, h2, "")
+}
+
+// httpsClientFrom is httpsClient connecting from the loopback address src
+// ("": any).
+func httpsClientFrom(p *testProxy, h2 bool, src string) *http.Client {
 	cfg := p.ca.ClientConfig("localhost")
 	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: h2}
+	if src != "" {
+		tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext
+	}
 	if !h2 {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}

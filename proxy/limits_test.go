@@ -91,7 +91,8 @@ func TestBreakerAnswersUnavailableAtOnce(t *testing.T) {
 // A broker that accepts and then drops connections without a word is a
 // failed backend: the client gets the CONNACK for "server unavailable" in
 // its own protocol version instead of a bare close, the drop is reported,
-// and the breaker opens as it would for failed dials.
+// and once it has failed that many clients the breaker opens as it would
+// for failed dials.
 func TestBackendDroppingConnectionsAnswersUnavailable(t *testing.T) {
 	for _, readAhead := range []bool{false, true} {
 		t.Run(fmt.Sprintf("connect read ahead=%v", readAhead), func(t *testing.T) {
@@ -116,7 +117,7 @@ func TestBackendDroppingConnectionsAnswersUnavailable(t *testing.T) {
 				{connect5, []byte{0x20, 0x03, 0x00, 0x88, 0x00}},
 				{connect311, []byte{0x20, 0x02, 0x00, 0x03}}, // the breaker is open: answered without a dial
 			} {
-				c := p.dial(t, "localhost")
+				c := p.dialFrom(t, fmt.Sprintf("127.0.6.%d", i+1), "localhost") // a client each
 				c.SetDeadline(time.Now().Add(5 * time.Second))
 				c.Write(tt.connect)
 				got, _ := io.ReadAll(c)
@@ -168,5 +169,36 @@ func TestClientLeavingEarlyDoesNotTripBreaker(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.resets) != 0 || len(rec.refusals) != 0 {
 		t.Errorf("resets %+v, refusals %+v: a client leaving is not the backend failing", rec.resets, rec.refusals)
+	}
+}
+
+// A broker also closes without a word a connection whose CONNECT it
+// rejects. One client sending such CONNECTs again and again is answered
+// each time, and reported, but counts against the broker once: it cannot
+// open the breaker for everyone else.
+func TestOneClientCannotOpenBreaker(t *testing.T) {
+	ln := testnet.Listen(t)
+	testnet.Serve(t, ln, func(c net.Conn) {
+		c.Read(make([]byte, 64))
+		c.Close()
+	})
+	rec := newRecorder()
+	p := startProxy(t, Options{Backend: Backend{Network: "tcp", Address: ln.Addr().String()}, Protocol: "mqtt", Reporter: rec,
+		Limiter: newLimiter(t, limits.Config{BreakerFailures: 2, BreakerCooldown: time.Minute})})
+	for i := range 8 {
+		c := p.dialFrom(t, "127.0.7.1", "localhost")
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(connect5)
+		if got, _ := io.ReadAll(c); !bytes.Equal(got, []byte{0x20, 0x03, 0x00, 0x88, 0x00}) {
+			t.Fatalf("attempt %d: got % x, want CONNACK 0x88", i, got)
+		}
+	}
+	if n := len(rec.dials); n != 8 {
+		t.Errorf("backend dialled %d times, want 8: one client must not open the breaker", n)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.resets) != 8 || len(rec.refusals) != 0 {
+		t.Errorf("%d resets reported (want 8), refusals %+v (want none)", len(rec.resets), rec.refusals)
 	}
 }

@@ -261,8 +261,8 @@ func TestUpgradeRefusalsDoNotTripBreaker(t *testing.T) {
 }
 
 // Transport failures do count: a backend that accepts and closes without
-// a byte of answer, three times, opens a breaker that opens after three
-// failures, for plain requests and upgrades alike.
+// a byte of answer, for three clients, opens a breaker that opens after
+// three failures, for plain requests and upgrades alike.
 func TestNoAnswerTripsBreaker(t *testing.T) {
 	for _, upgrade := range []bool{false, true} {
 		t.Run(fmt.Sprintf("upgrade=%v", upgrade), func(t *testing.T) {
@@ -271,8 +271,10 @@ func TestNoAnswerTripsBreaker(t *testing.T) {
 			rec := newRecorder()
 			p := startProxy(t, Options{Kind: KindHTTP, Backend: Backend{Network: "tcp", Address: ln.Addr().String()}, Reporter: rec,
 				Limiter: newLimiter(t, limits.Config{BreakerFailures: 3, BreakerCooldown: time.Minute})})
-			c := httpsClient(p, false)
 			for i, want := range []int{502, 502, 502, 503} {
+				// Three clients: one client's requests count against the
+				// backend once (see dialer.unanswered).
+				c := httpsClientFrom(p, false, fmt.Sprintf("127.0.5.%d", i+1))
 				req, _ := http.NewRequest("GET", "https://"+p.addr+"/x", nil)
 				if upgrade {
 					req.Header.Set("Connection", "Upgrade")
