@@ -112,6 +112,11 @@ func (m *Monitor) backends() []BackendStatus {
 	}
 	out := make([]BackendStatus, 0, len(byName))
 	for _, b := range byName {
+		if b.Backend == "" && b.Dials == 0 && b.Waiting == 0 && b.Breaker == "closed" {
+			// The limiter's unnamed shield, shared only past its
+			// 256 named backends: not a backend until something uses it.
+			continue
+		}
 		b.Up = b.Breaker == "closed" && b.LastDialOK
 		out = append(out, *b)
 	}
