@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 port, ca, topic, will_topic = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 connected = threading.Event()
 got = threading.Event()
+gone = threading.Event()
 disconnects = []
 
 
@@ -28,6 +29,7 @@ def on_connect(client, userdata, flags, rc):
 
 def on_disconnect(client, userdata, rc):
     disconnects.append(rc)
+    gone.set()
 
 
 def on_message(client, userdata, msg):
@@ -58,6 +60,11 @@ if not got.wait(10):
     print("own message did not arrive", flush=True)
     sys.exit(1)
 c.disconnect()
+# Stopping the loop at once can drop the queued DISCONNECT (the broker
+# would then publish the will): wait until the loop has sent it and closed.
+if not gone.wait(10):
+    print("no disconnect within 10 s", flush=True)
+    sys.exit(1)
 c.loop_stop()
 if disconnects != [0]:
     print("unexpected disconnects:", disconnects, flush=True)
