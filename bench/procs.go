@@ -4,19 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tlsfront/tlsfront/internal/procstat"
 )
 
 // procs owns every child process the harness starts. Each child leads its
@@ -200,17 +200,6 @@ type groupStats struct {
 	procs int
 }
 
-// clockTick is the length of one /proc/PID/stat tick (USER_HZ).
-var clockTick = func() time.Duration {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if hz, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && hz > 0 {
-			return time.Second / time.Duration(hz)
-		}
-	}
-	return 10 * time.Millisecond
-}()
-
 // readGroup sums /proc stats over the processes whose process group is
 // pgid.
 func readGroup(pgid int) (groupStats, error) {
@@ -224,63 +213,19 @@ func readGroup(pgid int) (groupStats, error) {
 		if err != nil {
 			continue
 		}
-		st, err := readStat(pid)
-		if err != nil || st.pgrp != pgid {
+		st, err := procstat.Read(pid)
+		if err != nil || st.Pgrp != pgid {
 			continue
 		}
-		gs.cpu += time.Duration(st.utime+st.stime) * clockTick
-		gs.rssKB += readRSS(pid)
+		gs.cpu += st.CPU
+		rss, _ := procstat.Mem(pid)
+		gs.rssKB += rss
 		gs.procs++
 	}
 	if gs.procs == 0 {
 		return gs, fmt.Errorf("no process in group %d", pgid)
 	}
 	return gs, nil
-}
-
-type procStat struct {
-	pgrp         int
-	utime, stime int64
-}
-
-// readStat parses /proc/PID/stat. The command name may contain spaces and
-// parentheses, so fields are counted from the last ')'.
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// After ")": state(0) ppid(1) pgrp(2) ... utime(11) stime(12).
-	if len(f) < 13 {
-		return procStat{}, errors.New("short stat")
-	}
-	var st procStat
-	st.pgrp, _ = strconv.Atoi(f[2])
-	st.utime, _ = strconv.ParseInt(f[11], 10, 64)
-	st.stime, _ = strconv.ParseInt(f[12], 10, 64)
-	return st, nil
-}
-
-func readRSS(pid int) int64 {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
 }
 
 // machineCPU is a snapshot of what every CPU did since boot, from
@@ -301,14 +246,14 @@ func readMachineCPU() machineCPU {
 		if len(f) >= 9 && f[0] == "cpu" {
 			for _, i := range []int{1, 2, 3, 6, 7, 8} {
 				v, _ := strconv.ParseInt(f[i], 10, 64)
-				m.busy += time.Duration(v) * clockTick
+				m.busy += time.Duration(v) * procstat.ClockTick()
 			}
 			st, _ := strconv.ParseInt(f[8], 10, 64)
-			m.steal = time.Duration(st) * clockTick
+			m.steal = time.Duration(st) * procstat.ClockTick()
 		}
 	}
-	if st, err := readStat(os.Getpid()); err == nil {
-		m.self = time.Duration(st.utime+st.stime) * clockTick
+	if cpu, err := procstat.CPU(os.Getpid()); err == nil {
+		m.self = cpu
 	}
 	return m
 }

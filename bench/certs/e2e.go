@@ -11,9 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tlsfront/tlsfront/internal/procstat"
 )
 
 // e2e is what one run of the tlsfront binary measured.
@@ -161,9 +162,6 @@ func freePort() string {
 }
 
 func rssOf(pid int) int64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	return parseRSS(string(data))
+	rss, _ := procstat.Mem(pid)
+	return rss << 10
 }

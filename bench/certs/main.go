@@ -21,7 +21,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -438,29 +437,7 @@ func cpuTime() float64 {
 }
 
 // rss is the resident set size in bytes, from /proc (0 elsewhere).
-func rss() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return 0
-	}
-	return parseRSS(string(data))
-}
-
-// parseRSS reads VmRSS from a /proc status file, in bytes.
-func parseRSS(status string) int64 {
-	for _, line := range strings.Split(status, "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func rss() int64 { return rssOf(os.Getpid()) }
 
 // firstCert parses the first PEM certificate of data.
 func firstCert(data []byte) (*x509.Certificate, error) {

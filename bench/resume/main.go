@@ -17,13 +17,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/procstat"
 )
 
 func main() {
@@ -264,17 +264,13 @@ func storm(ctx context.Context, fleet []*instance, roots *x509.CertPool, clients
 
 // fleetCPU is the user and system CPU the instances have used, in seconds.
 func fleetCPU(fleet []*instance) (float64, error) {
-	var total float64
+	var total time.Duration
 	for _, in := range fleet {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", in.cmd.Process.Pid))
+		cpu, err := procstat.CPU(in.cmd.Process.Pid)
 		if err != nil {
 			return 0, err
 		}
-		// Fields after the command name (which may hold spaces).
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		total += (ut + st) / 100 // clock ticks (USER_HZ is 100 on Linux)
+		total += cpu
 	}
-	return total, nil
+	return total.Seconds(), nil
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/internal/pki"
+	"github.com/tlsfront/tlsfront/internal/procstat"
 )
 
 // The scenario. Well-behaved: wellClients × 1 connection/s. Storm: 30×
@@ -371,7 +372,7 @@ type result struct {
 	backendTotal           int
 	backendMax             int
 	cpu                    time.Duration
-	rssKB, hwmKB           int
+	rssKB, hwmKB           int64
 	refusals               map[string]float64
 }
 
@@ -498,7 +499,7 @@ func runOnce(ctx context.Context, bin, dir string, pk *pkiFiles, broker, name st
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	cpu0, err := procCPU(tf.cmd.Process.Pid)
+	cpu0, err := procstat.CPU(tf.cmd.Process.Pid)
 	if err != nil {
 		return nil, err
 	}
@@ -517,11 +518,11 @@ func runOnce(ctx context.Context, bin, dir string, pk *pkiFiles, broker, name st
 	cnt.mu.Lock()
 	cnt.measuring = false
 	cnt.mu.Unlock()
-	cpu1, err := procCPU(tf.cmd.Process.Pid)
+	cpu1, err := procstat.CPU(tf.cmd.Process.Pid)
 	if err != nil {
 		return nil, err
 	}
-	rss, hwm := procMem(tf.cmd.Process.Pid)
+	rss, hwm := procstat.Mem(tf.cmd.Process.Pid)
 	refusals := scrapeRefusals(admin)
 	stopLoad()
 	wg.Wait()
@@ -606,42 +607,6 @@ func publishPacket(topic, payload string) []byte {
 	body := []byte{byte(len(topic) >> 8), byte(len(topic))}
 	body = append(append(body, topic...), payload...)
 	return append([]byte{0x30, byte(len(body))}, body...)
-}
-
-// procCPU is the user+system CPU time the process has used.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses and may
-	// hold spaces: state is field 3, utime 14, stime 15.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / clkTck, nil
-}
-
-// procMem returns the resident set size and its peak, in KiB.
-func procMem(pid int) (rss, hwm int) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		switch k {
-		case "VmRSS":
-			rss = n
-		case "VmHWM":
-			hwm = n
-		}
-	}
-	return rss, hwm
 }
 
 // scrapeRefusals reads the refusal counters by limit from /metrics.
