@@ -131,7 +131,7 @@ func (h *httpForwarder) clientCertValue(r *http.Request) string {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return ""
 	}
-	if !h.opts.ClientCertVerified && len(r.TLS.VerifiedChains) == 0 {
+	if !h.certsVerified && len(r.TLS.VerifiedChains) == 0 {
 		return ""
 	}
 	return xfccValue(r.TLS.PeerCertificates[0])

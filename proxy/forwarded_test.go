@@ -230,7 +230,7 @@ func TestClientCertForwarded(t *testing.T) {
 		{"mTLS on, no certificate", tls.VerifyClientCertIfGiven, true, false, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := startProxy(t, Options{Kind: KindHTTP, Backend: be, HTTP: HTTPOptions{ClientCertVerified: tt.verified},
+			p := startProxy(t, Options{Kind: KindHTTP, Backend: be, ClientCertsVerified: tt.verified,
 				TLS: &tls.Config{
 					Certificates: []tls.Certificate{{Certificate: [][]byte{srvLeaf.DER, ca.Intermediate.DER}, PrivateKey: srvLeaf.Key}},
 					ClientAuth:   tt.auth, ClientCAs: ca.Pool(),

@@ -62,11 +62,6 @@ type HTTPOptions struct {
 	// BodyGrace is how long a body may take before MinBodyRate applies;
 	// zero means 10 s.
 	BodyGrace time.Duration
-	// ClientCertVerified says the TLS configuration verifies client
-	// certificates (mTLS), so a client's certificate is forwarded in
-	// X-Forwarded-Client-Cert. That header is always dropped from what
-	// clients send.
-	ClientCertVerified bool
 }
 
 // httpForwarder serves handshaken sessions with net/http, which speaks
@@ -85,8 +80,12 @@ type httpForwarder struct {
 	proxies map[Backend]*httputil.ReverseProxy
 	ws      wsRegistry
 	streams clientStreams
-	started bool
-	served  chan struct{}
+	// certsVerified is Options.ClientCertsVerified: a client's certificate
+	// is then forwarded in X-Forwarded-Client-Cert, a header always
+	// dropped from what clients send.
+	certsVerified bool
+	started       bool
+	served        chan struct{}
 }
 
 func newHTTPForwarder(s *Server, d *dialer, o HTTPOptions) (*httpForwarder, error) {
@@ -112,7 +111,7 @@ func newHTTPForwarder(s *Server, d *dialer, o HTTPOptions) (*httpForwarder, erro
 		o.BodyGrace = defaultBodyGrace
 	}
 	h := &httpForwarder{
-		name: s.opts.Name, log: s.log, rep: s.rep, dialer: d, opts: o,
+		name: s.opts.Name, log: s.log, rep: s.rep, dialer: d, opts: o, certsVerified: s.opts.ClientCertsVerified,
 		backend: s.opts.Backend, routes: slices.Clone(o.Routes),
 		proxies: map[Backend]*httputil.ReverseProxy{}, served: make(chan struct{}),
 		streams: clientStreams{max: o.ClientStreams, n: map[netip.Addr]int{}},

@@ -46,12 +46,11 @@ func (a *app) buildTLSListener(lc listenerConfig) (proxy.Listener, error) {
 	routes := map[string]proxy.Backend{}
 	ho := proxy.HTTPOptions{
 		PingInterval: lc.WebSocket.PingInterval, MaxMessageSize: lc.WebSocket.MaxMessageSize,
-		RewriteHost:        lc.PreserveHost != nil && !*lc.PreserveHost,
-		ForwardedHeader:    lc.ForwardedHeader,
-		MaxHeaderBytes:     lc.MaxHeaderBytes,
-		ClientStreams:      lc.ClientStreams,
-		MinBodyRate:        lc.MinBodyRate,
-		ClientCertVerified: a.cfg.ClientAuth.enabled(),
+		RewriteHost:     lc.PreserveHost != nil && !*lc.PreserveHost,
+		ForwardedHeader: lc.ForwardedHeader,
+		MaxHeaderBytes:  lc.MaxHeaderBytes,
+		ClientStreams:   lc.ClientStreams,
+		MinBodyRate:     lc.MinBodyRate,
 	}
 	for _, p := range lc.TrustedProxies {
 		pf, err := parsePrefix(p)
