@@ -69,7 +69,9 @@ func (l *plainListener) admit(c net.Conn) (net.Conn, bool) {
 	l.open++
 	l.perClient[client]++
 	l.mu.Unlock()
-	pc := &conn{Conn: c}
+	// conn for its close-once release; handshook, because nothing here
+	// reads the handshake bytes conn would otherwise keep on every read.
+	pc := &conn{Conn: c, handshook: true}
 	pc.onClose = func() {
 		release()
 		l.mu.Lock()
