@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -114,35 +115,39 @@ func (ps *pipes) drain(window time.Duration) {
 	d := &drainRun{started: time.Now(), window: max(window, 0), scheduled: len(live), stop: make(chan struct{}), done: make(chan struct{})}
 	ps.dr = d
 	ps.mu.Unlock()
-	rand.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
-	go d.run(live)
+	go func() {
+		defer close(d.done)
+		spreadOver(live, d.started, d.window, d.stop, (*pipe).drain)
+	}()
 }
 
-// run asks live[i] to end at started + window*(i+½)/n: the same time
-// apart, none at the very start or end of the window.
-func (d *drainRun) run(live []*pipe) {
-	defer close(d.done)
+// spreadOver calls end on each of items, in a random order, at start +
+// window*(i+½)/n: the same time apart, none at the very start or end of
+// the window. It returns when all are done or stop is closed.
+func spreadOver[T any](items []T, start time.Time, window time.Duration, stop <-chan struct{}, end func(T)) {
+	rand.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	n := time.Duration(len(live))
-	for i, p := range live {
-		at := drainSlot(d.started, d.window, i, n)
+	n := time.Duration(len(items))
+	for i, it := range items {
+		at := start.Add(window * (2*time.Duration(i) + 1) / (2 * n))
 		if wait := time.Until(at); wait > 0 {
 			t.Reset(wait)
 			select {
 			case <-t.C:
-			case <-d.stop:
+			case <-stop:
 				return
 			}
 		}
-		p.drain()
+		end(it)
 	}
 }
 
-// drainSlot is when the i-th of n connections ends in a drain over window
-// from start: the same time apart, none at the very start or end.
-func drainSlot(start time.Time, window time.Duration, i int, n time.Duration) time.Time {
-	return start.Add(window * (2*time.Duration(i) + 1) / (2 * n))
+// drainWindow is how long a drain may take under Shutdown's ctx: the time
+// left until its deadline less drainMargin; false without a deadline.
+func drainWindow(ctx context.Context) (time.Duration, bool) {
+	dl, ok := ctx.Deadline()
+	return time.Until(dl) * (100 - drainMargin) / 100, ok
 }
 
 // drainStats reports the drain that ran, if any.

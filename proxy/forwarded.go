@@ -78,14 +78,7 @@ func (h *httpForwarder) setForwarding(out http.Header, in *http.Request, peer ne
 
 // trusted reports whether peer is a proxy whose forwarding headers are
 // believed.
-func (h *httpForwarder) trusted(peer netip.Addr) bool {
-	for _, p := range h.opts.TrustedProxies {
-		if p.Contains(peer) {
-			return true
-		}
-	}
-	return false
-}
+func (h *httpForwarder) trusted(peer netip.Addr) bool { return inPrefixes(h.opts.TrustedProxies, peer) }
 
 // forwardedNode is a node for RFC 7239's for=: IPv6 in brackets, quoted.
 func forwardedNode(a netip.Addr) string {

@@ -327,8 +327,8 @@ func (h *httpForwarder) shutdown(ctx context.Context) error {
 	if !h.started {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		h.ws.drain(time.Until(dl) * (100 - drainMargin) / 100)
+	if window, ok := drainWindow(ctx); ok {
+		h.ws.drain(window)
 	}
 	err := h.srv.Shutdown(ctx)
 	<-h.served

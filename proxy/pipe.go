@@ -88,7 +88,7 @@ func newPipes(o pipeOptions) *pipes {
 	return ps
 }
 
-// start copies both ways between the client (TLS) and the backend
+// startAnswered copies both ways between the client (TLS) and the backend
 // (plain), honouring half-close, and returns at once. finish runs once,
 // when both directions have ended, with the bytes carried each way; it
 // must close both connections.
@@ -102,12 +102,9 @@ func newPipes(o pipeOptions) *pipes {
 // level is the client's MQTT protocol level when the CONNECT was read
 // before (it was replayed to the backend); zero lets the pipe learn it
 // from the client's first bytes. It matters only with MQTT.
-func (ps *pipes) start(client halfCloser, backend net.Conn, level byte, finish func(fromClient, toClient int64)) {
-	ps.startAnswered(client, backend, level, nil, finish)
-}
-
-// startAnswered is start for a backend that answers the client's first
-// packet, an MQTT broker its CONNECT: answered is called once, as
+//
+// answered, when set, is for a backend that answers the client's first
+// packet, an MQTT broker its CONNECT: it is called once, as
 // dialer.dialAwaitingAnswer says, and an MQTT client whose broker ends the
 // connection unanswered gets a CONNACK refusing it (see unanswered).
 func (ps *pipes) startAnswered(client halfCloser, backend net.Conn, level byte, answered func(error), finish func(fromClient, toClient int64)) {

@@ -488,3 +488,8 @@ type closedTap struct {
 }
 
 func (c closedTap) ConnClosed(e report.ConnClosed) { c.ch <- byteCounts{e.FromClient, e.ToClient} }
+
+// start is startAnswered with no answered hook, as a raw listener has.
+func (ps *pipes) start(client halfCloser, backend net.Conn, level byte, finish func(fromClient, toClient int64)) {
+	ps.startAnswered(client, backend, level, nil, finish)
+}

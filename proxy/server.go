@@ -498,9 +498,12 @@ func (s *Server) newSession(tc *tls.Conn, c *conn, ev *HandshakeEvent) *session 
 // peer outside the listener's trusted proxies.
 const LimitUntrustedProxyHeader = "untrusted_proxy_header"
 
-func (s *Server) trustedProxy(peer netip.Addr) bool {
-	for _, p := range s.opts.TrustedProxies {
-		if p.Contains(peer) {
+func (s *Server) trustedProxy(peer netip.Addr) bool { return inPrefixes(s.opts.TrustedProxies, peer) }
+
+// inPrefixes reports whether a is in one of ps.
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
 			return true
 		}
 	}

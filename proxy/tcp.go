@@ -67,8 +67,8 @@ const drainMargin = 10 // per cent
 // for other protocols, connections run on until ctx ends. The front's
 // registry holds every session, so there is nothing else to wait for.
 func (f *tcpForwarder) shutdown(ctx context.Context) error {
-	if dl, ok := ctx.Deadline(); ok && f.protocol == "mqtt" {
-		f.pipes.drain(time.Until(dl) * (100 - drainMargin) / 100)
+	if window, ok := drainWindow(ctx); ok && f.protocol == "mqtt" {
+		f.pipes.drain(window)
 	}
 	return nil
 }
@@ -128,7 +128,8 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	}
 	// An MQTT broker answers every CONNECT: until it does, the breaker
 	// does not count the connection as a success (see pipe.unanswered).
-	answered := func(error) {}
+	// answered stays nil for other protocols; head is read only for MQTT.
+	var answered func(error)
 	var bc net.Conn
 	var err error
 	if f.protocol == "mqtt" {
@@ -152,7 +153,9 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		return false
 	}
 	if !sess.attach(bc) {
-		answered(context.Canceled)
+		if answered != nil {
+			answered(context.Canceled)
+		}
 		bc.Close()
 		return false
 	}
@@ -171,9 +174,6 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	// as the connection, idle or not.
 	closed := report.ConnClosed{Listener: f.name, ConnID: sess.id, Client: sess.client, SNI: sess.sni, JA4: sess.ja4, Backend: be.String()}
 	start, end, extra := sess.start, sess.end, int64(len(head))
-	if f.protocol != "mqtt" {
-		answered = nil
-	}
 	f.pipes.startAnswered(tc, bc, level, answered, func(in, out int64) {
 		bc.Close()
 		closed.FromClient, closed.ToClient, closed.Duration, closed.End = in+extra, out, time.Since(start), f.endOf()

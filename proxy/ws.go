@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -411,12 +410,8 @@ func (rl *wsRelay) pump(src, dst *wsEnd, fromClient bool) (pumpEnd, error) {
 // forwardFrame writes a frame's header and its n payload bytes, read from
 // src, to dst, holding dst's write token throughout.
 func forwardFrame(dst *wsEnd, head []byte, src io.Reader, n int64) (readErr, writeErr error) {
-	pool := &smallPool
-	if int64(len(head))+n > smallBuf {
-		pool = &bigPool
-	}
-	bp := pool.Get().(*[]byte)
-	defer pool.Put(bp)
+	bp := getBuf(int64(len(head))+n <= smallBuf)
+	defer putBuf(bp)
 	buf := *bp
 	dst.acquire(time.Time{})
 	defer dst.release()
@@ -712,21 +707,7 @@ func (r *wsRegistry) drain(window time.Duration) {
 	stop := make(chan struct{})
 	r.stopDrain = stop
 	r.mu.Unlock()
-	rand.Shuffle(len(relays), func(i, j int) { relays[i], relays[j] = relays[j], relays[i] })
-	go func() {
-		start := time.Now()
-		t := time.NewTimer(time.Hour)
-		defer t.Stop()
-		for i, rl := range relays {
-			t.Reset(time.Until(drainSlot(start, window, i, time.Duration(len(relays)))))
-			select {
-			case <-t.C:
-			case <-stop:
-				return
-			}
-			rl.goAway()
-		}
-	}()
+	go spreadOver(relays, time.Now(), window, stop, (*wsRelay).goAway)
 }
 
 // closeAll sends 1001 to both sides of every WebSocket and waits, at most
