@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/tlsfront/tlsfront/report"
 )
 
@@ -24,12 +25,32 @@ func (a *ACME) Covers(name string) bool {
 }
 
 // Served returns the certificates ACME holds in memory now, one entry per
-// certificate, for status, metrics and probes. It parses chains, so it is
-// for scrape and probe time, not the handshake path.
+// certificate, for status, metrics and probes. It parses intermediates,
+// so it is for scrape and probe time, not the handshake path.
 func (a *ACME) Served() []Served {
+	var out []Served
+	a.eachCached(func(n string, c certmagic.Certificate) {
+		leaf := leafOf(c)
+		if leaf == nil {
+			return
+		}
+		chain := []*x509.Certificate{leaf}
+		for _, der := range c.Certificate.Certificate[1:] {
+			if x, err := x509.ParseCertificate(der); err == nil {
+				chain = append(chain, x)
+			}
+		}
+		out = append(out, Served{ID: "acme/" + n, Source: SourceACME, Chain: chain, LoadedAt: leaf.NotBefore})
+	})
+	return out
+}
+
+// eachCached calls fn once per certificate ACME holds in memory, with the
+// first name, in order, it was found under.
+func (a *ACME) eachCached(fn func(name string, c certmagic.Certificate)) {
 	r := a.run.Load()
 	if r == nil {
-		return nil
+		return
 	}
 	var names []string
 	a.known.Range(func(k, _ any) bool {
@@ -42,26 +63,28 @@ func (a *ACME) Served() []Served {
 	sort.Strings(names)
 	names = slices.Compact(names)
 	seen := map[string]bool{}
-	var out []Served
 	for _, n := range names {
 		for _, c := range r.cache.AllMatchingCertificates(n) {
 			if len(c.Certificate.Certificate) == 0 || seen[string(c.Certificate.Certificate[0])] {
 				continue
 			}
 			seen[string(c.Certificate.Certificate[0])] = true
-			var chain []*x509.Certificate
-			for _, der := range c.Certificate.Certificate {
-				if x, err := x509.ParseCertificate(der); err == nil {
-					chain = append(chain, x)
-				}
-			}
-			if len(chain) == 0 {
-				continue
-			}
-			out = append(out, Served{ID: "acme/" + n, Source: SourceACME, Chain: chain, LoadedAt: chain[0].NotBefore})
+			fn(n, c)
 		}
 	}
-	return out
+}
+
+// leafOf is the parsed leaf certmagic keeps, or parses it when it does
+// not (certificates it made itself); nil when it does not parse.
+func leafOf(c certmagic.Certificate) *x509.Certificate {
+	if c.Leaf != nil {
+		return c.Leaf
+	}
+	x, err := x509.ParseCertificate(c.Certificate.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return x
 }
 
 // maxTimedOrders bounds the issuances timed at once; beyond it a burst of
@@ -78,13 +101,16 @@ func (a *ACME) Overdue() int {
 	}
 	n := 0
 	now := time.Now()
-	for _, s := range a.Served() {
-		leaf := s.Chain[0]
+	a.eachCached(func(_ string, c certmagic.Certificate) {
+		leaf := leafOf(c)
+		if leaf == nil {
+			return
+		}
 		window := time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * ratio)
 		if now.After(leaf.NotAfter.Add(-window).Add(24 * time.Hour)) {
 			n++
 		}
-	}
+	})
 	return n
 }
 
