@@ -209,25 +209,16 @@ func (f FolderSource) scanPatterns(layouts []FolderSource, keep func(fc FileCert
 			}
 		}
 		for _, l := range layouts {
-			_, before, after, rest := patternParts(l.Cert)
-			if len(n) < len(before)+len(after) || !strings.HasPrefix(n, before) || !strings.HasSuffix(n, after) {
+			fc, ok := f.pairFor(l, parent, n)
+			if !ok {
 				continue
 			}
-			name := n[len(before) : len(n)-len(after)]
-			if name == "" {
-				continue
-			}
-			cert := filepath.Join(parent, n) + filepath.FromSlash(rest)
-			st, ok := statRegular(cert)
+			st, ok := statRegular(fc.CertFile)
 			if !ok {
 				// A subfolder without the file (certbot's README is not
 				// even a folder), or a folder matching "*.crt": not a
 				// pair.
 				continue
-			}
-			fc := FileCert{ID: f.id(name), CertFile: cert}
-			if l.Key != "" {
-				fc.KeyFile = filepath.Join(f.Dir, filepath.FromSlash(strings.ReplaceAll(filepath.ToSlash(l.Key), "{name}", name)))
 			}
 			res[i] = found{FileCert: fc, cert: st}
 			return
