@@ -79,11 +79,15 @@ func (a *app) buildAdmin() error {
 	mux.Handle("GET /status", a.mon.StatusHandler())
 	mux.HandleFunc("POST /reload", a.reloads.serveHTTP)
 	g := adminguard.Guard{Hosts: a.cfg.AdminGuard.Hosts, Token: token}
-	a.adminSrv = &http.Server{Handler: g.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	a.adminSrv = adminServer(g.Wrap(mux))
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", a.mon.MetricsHandler())
-	a.metricsSrv = &http.Server{Handler: adminguard.Guard{Hosts: a.cfg.AdminGuard.Hosts}.Wrap(metrics), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	a.metricsSrv = adminServer(adminguard.Guard{Hosts: a.cfg.AdminGuard.Hosts}.Wrap(metrics))
 	return nil
+}
+
+// adminServer serves h with the admin listeners' timeouts and limits.
+func adminServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 }

@@ -270,11 +270,6 @@ func postReload(t *testing.T, ta *testApp) (int, reloadResponse) {
 	return resp.StatusCode, out
 }
 
-type reloadResponse struct {
-	OK           bool           `json:"ok"`
-	Certificates []certs.Result `json:"certificates"`
-}
-
 func (r reloadResponse) find(t *testing.T, id string) certs.Result {
 	t.Helper()
 	for _, c := range r.Certificates {

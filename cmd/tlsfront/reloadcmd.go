@@ -11,8 +11,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/tlsfront/tlsfront/certs"
 )
 
 // runReload asks a running tlsfront's admin listener to reload its
@@ -56,10 +54,7 @@ func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("reload: %w (is tlsfront running with its admin listener on %s? set --admin)", err, *admin)
 	}
 	defer resp.Body.Close()
-	var out struct {
-		OK           bool           `json:"ok"`
-		Certificates []certs.Result `json:"certificates"`
-	}
+	var out reloadResponse
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err := json.Unmarshal(body, &out); err != nil {
 		return fmt.Errorf("reload: %s answered %s: %s", *admin, resp.Status, body)
