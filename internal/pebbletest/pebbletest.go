@@ -90,8 +90,8 @@ func Start(t testing.TB, o Options) *Server {
 	if validity == 0 {
 		validity = 90 * 24 * time.Hour
 	}
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	mgmt := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	listen := fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
+	mgmt := fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
 	cfgJSON, err := json.Marshal(map[string]any{"pebble": map[string]any{
 		"listenAddress":           listen,
 		"managementListenAddress": mgmt,
@@ -165,15 +165,7 @@ func Start(t testing.TB, o Options) *Server {
 // the certificates it issues chain to. Pebble makes a new one each run.
 func (s *Server) IssuedRoots(t testing.TB) *x509.CertPool {
 	t.Helper()
-	resp, err := s.client.Get(s.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := s.rootsPEM(t)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(body) {
 		t.Fatalf("no root in /roots/0: %q", bytes.TrimSpace(body))
@@ -185,6 +177,16 @@ func (s *Server) IssuedRoots(t testing.TB) *x509.CertPool {
 // test folder and returns its path.
 func (s *Server) IssuedRootsFile(t testing.TB) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "pebble-roots.pem")
+	if err := os.WriteFile(path, s.rootsPEM(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// rootsPEM is pebble's /roots/0.
+func (s *Server) rootsPEM(t testing.TB) []byte {
+	t.Helper()
 	resp, err := s.client.Get(s.mgmt + "/roots/0")
 	if err != nil {
 		t.Fatal(err)
@@ -194,11 +196,7 @@ func (s *Server) IssuedRootsFile(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "pebble-roots.pem")
-	if err := os.WriteFile(path, body, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return body
 }
 
 // Output returns what pebble has written to stdout and stderr so far.
@@ -223,14 +221,6 @@ func binary(t testing.TB) string {
 	}
 	t.Skip(msg)
 	return ""
-}
-
-// freePort reserves a loopback port and frees it for pebble to bind.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln := testnet.Listen(t)
-	ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startDNS answers A 127.0.0.1 for every name, over TCP (what pebble's

@@ -167,7 +167,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
 	bin := binary(t)
 	dir := t.TempDir()
-	masterPort, sentinelPort := freePort(t), freePort(t)
+	masterPort, sentinelPort := testnet.FreePort(t), testnet.FreePort(t)
 	out := &testnet.Buffer{}
 	start := func(args ...string) {
 		cmd := exec.Command(bin, args...)
@@ -243,14 +243,6 @@ func masterKnown(s *Sentinel) bool {
 	return string(buf[:n]) == "+PONG\r\n"
 }
 
-// freePort reserves a loopback port and frees it for a server to bind.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln := testnet.Listen(t)
-	ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TLSFiles are the PEM files of a TLS redis-server: its certificate
 // chain and key, and the CA that client certificates must chain to.
 type TLSFiles struct {
@@ -265,7 +257,7 @@ type TLSFiles struct {
 func StartTLS(t testing.TB, files TLSFiles, cfg *tls.Config) string {
 	t.Helper()
 	bin := binary(t)
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	out := &testnet.Buffer{}
 	cmd := exec.Command(bin,
 		"--port", "0",

@@ -28,6 +28,15 @@ func Listen(t testing.TB) net.Listener {
 // then waits for the accept loop and every handle to return. A handle
 // must therefore return once its connection is closed; one blocked on
 // anything else (a full channel, say) stalls the test's cleanup.
+// FreePort reserves a loopback port and frees it, for a program the test
+// starts that cannot listen on port 0 and say which port it got.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln := Listen(t)
+	ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 	var (
 		wg     sync.WaitGroup
