@@ -26,7 +26,10 @@ type Cert struct {
 }
 
 // Options describe a certificate to issue. Zero values give sensible
-// defaults: valid from an hour ago for 90 days, ECDSA P-256.
+// defaults: valid from an hour ago, ECDSA P-256, for 90 days (a leaf) or
+// five years (a CA). A CA must outlive what it signs, as real ones do: with
+// equal lives, an intermediate issued a second before its leaf expires a
+// second before it, and the chain doctor rightly warns about that.
 type Options struct {
 	CommonName string
 	DNSNames   []string
@@ -78,6 +81,9 @@ func issue(parent *Cert, o Options) (*Cert, error) {
 	}
 	if na.IsZero() {
 		na = time.Now().Add(90 * 24 * time.Hour)
+		if o.IsCA {
+			na = time.Now().Add(5 * 365 * 24 * time.Hour)
+		}
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
