@@ -48,8 +48,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 3, "reconnections per device after its first connection")
 	workers := fs.Int("workers", 16, "concurrent connectors")
 	tls12 := fs.Bool("tls12", false, "clients speak TLS 1.2, where a resumed handshake needs no key exchange")
+	only := fs.String("only", "", "run one `phase` (full or resumed), e.g. to profile the instances with perf while it runs")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	phases := []bool{false, true}
+	switch *only {
+	case "":
+	case "full":
+		phases = []bool{false}
+	case "resumed":
+		phases = []bool{true}
+	default:
+		return fmt.Errorf("-only: %q is neither full nor resumed", *only)
 	}
 	dir, err := os.MkdirTemp("", "tlsfront-bench-resume")
 	if err != nil {
@@ -117,7 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "fleet of 3 tlsfront instances sharing a ticket key; %d devices (%s), %d reconnections each, round robin over the instances\n\n", *clients, version, *rounds)
 	fmt.Fprintf(stdout, "| handshakes | reconnections | resumed | proxy CPU per reconnection (µs, all three) |\n| --- | --- | --- | --- |\n")
 	var fullCPU float64
-	for _, resume := range []bool{false, true} {
+	for _, resume := range phases {
 		res, err := storm(ctx, fleet, roots, *clients, *rounds, *workers, resume, *tls12)
 		if err != nil {
 			return err
