@@ -7,7 +7,6 @@ package redisstore_test
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -138,8 +137,7 @@ func startHelper(t *testing.T, redisURL, ca string) string {
 func TestChallengeAnsweredByAnotherProcess(t *testing.T) {
 	srv := redistest.Start(t)
 	front := testnet.Listen(t)
-	tlsLn := testnet.Listen(t)
-	p := pebbletest.Start(t, pebbletest.Options{HTTPPort: front.Addr().(*net.TCPAddr).Port, TLSPort: tlsLn.Addr().(*net.TCPAddr).Port})
+	p := pebbletest.Start(t, pebbletest.Options{HTTPPort: port(front), TLSPort: 1})
 
 	helper := startHelper(t, srv.URL, p.DirectoryURL)
 	var forwarded atomic.Int64
@@ -149,31 +147,15 @@ func TestChallengeAnsweredByAnotherProcess(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 
-	rs, err := redisstore.Open(srv.URL, redisstore.Options{Prefix: "fleet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rs.Close() })
-	in := &instance{tlsLn: tlsLn, changed: make(chan struct{}, 1)}
-	a, err := certs.NewACME(certs.ACMEOptions{CA: p.DirectoryURL, CARoots: p.Roots, StorageBackend: rs, OnEvent: in.record})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Its own HTTP listener is one the CA never reaches.
-	own := testnet.Listen(t)
-	serveHTTP(t, own, a.HTTPChallengeHandler(http.NotFoundHandler()))
-	serveTLS(t, tlsLn, &tls.Config{GetCertificate: a.GetCertificate})
-	if err := a.Start(certs.ChallengeAddrs{HTTP: own.Addr()}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Stop)
+	in := newFleet(t, srv.URL, p, redisstore.Options{Prefix: "fleet"}).start(t, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	const name = "elsewhere.tlsfront.test"
-	if err := a.Manage(ctx, []string{name}); err != nil {
+	if err := in.acme.Manage(ctx, []string{name}); err != nil {
 		t.Fatal(err)
 	}
-	waitServed(t, tlsLn.Addr(), name, p.IssuedRoots(t))
+	waitServed(t, in.tlsLn.Addr(), name, p.IssuedRoots(t))
 	if forwarded.Load() == 0 {
 		t.Fatal("the CA's validation never reached the other process")
 	}
