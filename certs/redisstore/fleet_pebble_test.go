@@ -96,6 +96,10 @@ func (in *instance) count(ev string) int {
 	return n
 }
 
+// fleetEmail is the ACME account contact of every instance, in this
+// process or a helper one, so that they share one account.
+const fleetEmail = "ops@tlsfront.test"
+
 // fleet is what a test's in-process instances share: a Redis, a CA,
 // their storage options and a log of certmagic's warnings, shown if the
 // test fails.
@@ -130,7 +134,7 @@ func (f *fleet) start(t *testing.T, i int) *instance {
 	in := &instance{store: &recorder{Storage: rs}, tlsLn: testnet.Listen(t), changed: make(chan struct{}, 1)}
 	a, err := certs.NewACME(certs.ACMEOptions{
 		CA:             f.ca.DirectoryURL,
-		Email:          "ops@tlsfront.test",
+		Email:          fleetEmail,
 		CARoots:        f.ca.Roots,
 		StorageBackend: in.store,
 		OnEvent:        in.record,
