@@ -96,6 +96,66 @@ func (in *instance) count(ev string) int {
 	return n
 }
 
+// fleetEmail is the ACME account contact of every instance, in this
+// process or a helper one, so that they share one account.
+const fleetEmail = "ops@tlsfront.test"
+
+// fleet is what a test's in-process instances share: a Redis, a CA,
+// their storage options and a log of certmagic's warnings, shown if the
+// test fails.
+type fleet struct {
+	redisURL string
+	ca       *pebbletest.Server
+	store    redisstore.Options
+	logs     *testnet.Buffer
+}
+
+func newFleet(t *testing.T, redisURL string, ca *pebbletest.Server, store redisstore.Options) *fleet {
+	f := &fleet{redisURL: redisURL, ca: ca, store: store, logs: &testnet.Buffer{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("certmagic log:\n%s", f.logs.String())
+		}
+	})
+	return f
+}
+
+// start runs fleet member i: its own connection to Redis, an ACME
+// manager on it, a TLS listener serving the manager's certificates and
+// an HTTP listener with its challenge handler, which the CA reaches
+// only if the test forwards to it. All of it stops when the test ends.
+func (f *fleet) start(t *testing.T, i int) *instance {
+	t.Helper()
+	rs, err := redisstore.Open(f.redisURL, f.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	in := &instance{store: &recorder{Storage: rs}, tlsLn: testnet.Listen(t), changed: make(chan struct{}, 1)}
+	a, err := certs.NewACME(certs.ACMEOptions{
+		CA:             f.ca.DirectoryURL,
+		Email:          fleetEmail,
+		CARoots:        f.ca.Roots,
+		StorageBackend: in.store,
+		OnEvent:        in.record,
+		Log:            slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", i),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.acme = a
+	serveTLS(t, in.tlsLn, &tls.Config{GetCertificate: a.GetCertificate})
+	httpLn := testnet.Listen(t)
+	serveHTTP(t, httpLn, a.HTTPChallengeHandler(http.NotFoundHandler()))
+	if err := a.Start(certs.ChallengeAddrs{HTTP: httpLn.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return in
+}
+
+func port(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
+
 // TestFleetObtainsOnce: three instances, each with its own connection to
 // one Redis, manage the same name at the same moment. The CA sees one
 // account and one order; the HTTP-01 validation is answered by an
@@ -107,47 +167,15 @@ func TestFleetObtainsOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	const n = 3
 	const name = "fleet.tlsfront.test"
-	insts := make([]*instance, n)
-	httpLns := make([]net.Listener, n)
-	for i := range insts {
-		rs, err := redisstore.Open(srv.URL, redisstore.Options{Prefix: "fleet", LockExpiry: 10 * time.Second, LockPoll: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { rs.Close() })
-		insts[i] = &instance{store: &recorder{Storage: rs}, tlsLn: testnet.Listen(t), changed: make(chan struct{}, 1)}
-		httpLns[i] = testnet.Listen(t)
-	}
 	// The CA's HTTP-01 requests arrive at a front that hands them to an
-	// instance other than the one that placed the order.
+	// instance other than the one that placed the order. The instances
+	// answer HTTP-01 only, so pebble never dials TLSPort.
 	front := testnet.Listen(t)
-	p := pebbletest.Start(t, pebbletest.Options{HTTPPort: front.Addr().(*net.TCPAddr).Port, TLSPort: insts[0].tlsLn.Addr().(*net.TCPAddr).Port})
-	logs := &testnet.Buffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("certmagic log:\n%s", logs.String())
-		}
-	})
-	for i, in := range insts {
-		a, err := certs.NewACME(certs.ACMEOptions{
-			CA:             p.DirectoryURL,
-			Email:          "ops@tlsfront.test",
-			CARoots:        p.Roots,
-			StorageBackend: in.store,
-			OnEvent:        in.record,
-			Log:            slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", i),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.acme = a
-		cfg := &tls.Config{GetCertificate: a.GetCertificate}
-		serveTLS(t, in.tlsLn, cfg)
-		serveHTTP(t, httpLns[i], a.HTTPChallengeHandler(http.NotFoundHandler()))
-		if err := a.Start(certs.ChallengeAddrs{HTTP: httpLns[i].Addr()}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(a.Stop)
+	p := pebbletest.Start(t, pebbletest.Options{HTTPPort: port(front), TLSPort: 1})
+	f := newFleet(t, srv.URL, p, redisstore.Options{Prefix: "fleet", LockExpiry: 10 * time.Second, LockPoll: 50 * time.Millisecond})
+	insts := make([]*instance, n)
+	for i := range insts {
+		insts[i] = f.start(t, i)
 	}
 	var answeredBy sync.Map // instance index -> true
 	serveHTTP(t, front, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -208,9 +236,9 @@ func TestFleetObtainsOnce(t *testing.T) {
 	// certmagic cannot tell whether the name is in storage, so it gives
 	// up managing it rather than order it; the caller manages it again
 	// once Ping succeeds.
-	for !strings.Contains(logs.String(), "during-outage.tlsfront.test: caching certificate: redisstore: load") {
+	for !strings.Contains(f.logs.String(), "during-outage.tlsfront.test: caching certificate: redisstore: load") {
 		if time.Now().After(deadline) {
-			t.Fatalf("certmagic never gave up on storage for the new name:\n%s", logs.String())
+			t.Fatalf("certmagic never gave up on storage for the new name:\n%s", f.logs.String())
 		}
 		<-tick.C
 	}
@@ -232,7 +260,7 @@ func TestFleetObtainsOnce(t *testing.T) {
 	}
 	if ordering > 1 {
 		// A failed attempt retried, not a second order (counted above).
-		t.Logf("%d obtaining events; certmagic log:\n%s", ordering, logs.String())
+		t.Logf("%d obtaining events; certmagic log:\n%s", ordering, f.logs.String())
 	}
 	if tokens == 0 {
 		t.Error("no challenge token was put in Redis for other instances")
@@ -311,36 +339,10 @@ func TestFleetManyNames(t *testing.T) {
 	srv := redistest.Start(t)
 	const n, names = 3, 10
 	p := pebbletest.Start(t, pebbletest.Options{AlwaysValid: true, HTTPPort: 1, TLSPort: 1})
-	logs := &testnet.Buffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("certmagic log:\n%s", logs.String())
-		}
-	})
+	f := newFleet(t, srv.URL, p, redisstore.Options{Prefix: "many", LockPoll: 50 * time.Millisecond})
 	insts := make([]*instance, n)
 	for i := range insts {
-		rs, err := redisstore.Open(srv.URL, redisstore.Options{Prefix: "many", LockPoll: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { rs.Close() })
-		in := &instance{store: &recorder{Storage: rs}, tlsLn: testnet.Listen(t), changed: make(chan struct{}, 1)}
-		a, err := certs.NewACME(certs.ACMEOptions{
-			CA: p.DirectoryURL, CARoots: p.Roots, StorageBackend: in.store, OnEvent: in.record,
-			Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", i),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.acme = a
-		serveTLS(t, in.tlsLn, &tls.Config{GetCertificate: a.GetCertificate})
-		httpLn := testnet.Listen(t)
-		serveHTTP(t, httpLn, a.HTTPChallengeHandler(http.NotFoundHandler()))
-		if err := a.Start(certs.ChallengeAddrs{HTTP: httpLn.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(a.Stop)
-		insts[i] = in
+		insts[i] = f.start(t, i)
 	}
 	list := make([]string, names)
 	for i := range list {
@@ -383,6 +385,6 @@ func TestFleetManyNames(t *testing.T) {
 		t.Errorf("%d obtaining events for %d names", ordering, names)
 	}
 	if ordering > names {
-		t.Logf("%d obtaining events for %d names; certmagic log:\n%s", ordering, names, logs.String())
+		t.Logf("%d obtaining events for %d names; certmagic log:\n%s", ordering, names, f.logs.String())
 	}
 }
