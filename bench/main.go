@@ -42,6 +42,7 @@ type settings struct {
 	rttCount     int
 	wakeConns    int
 	idleSteps    []int
+	idleSettle   time.Duration
 	perfOut      string
 	perfTest     string
 	quick        bool
@@ -71,6 +72,7 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 	fs.IntVar(&s.wakeConns, "wake-conns", 200, "connections in the wake-up test")
 	tests := fs.String("tests", "conn,bulk,rtt,wake,idle", "comma-separated `list` of tests to run: conn, bulk, rtt, wake, idle")
 	idle := fs.String("idle", "3000,9000", "idle connection counts at which RSS is read (at most 9000: the open-files limit is 20000)")
+	fs.DurationVar(&s.idleSettle, "idle-settle", 10*time.Second, "after each idle step, wait this long and read RSS again (0: once, right after opening)")
 	fs.StringVar(&s.perfOut, "perf", "", "record tlsfront with perf during one test (-perf-test) and write the report to this `file`")
 	fs.StringVar(&s.perfTest, "perf-test", "conn", "the test -perf records: conn or bulk (the 1-connection throughput test)")
 	fs.BoolVar(&s.quick, "quick", false, "short smoke run (about 1 minute); numbers are not for the record")
@@ -115,6 +117,7 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 		s.rttCount = 1000
 		s.wakeConns = 20
 		s.idleSteps = []int{300, 900}
+		s.idleSettle = 3 * time.Second
 	}
 	return s, nil
 }

@@ -47,11 +47,13 @@ type result struct {
 	steal float64
 
 	// RSS in KB: fresh process, then with idle[i] connections open.
-	rssBase   int64
-	idle      []int // connections actually open at each step
-	idleRSS   []int64
-	idleProcs int // processes summed
-	idleErrs  string
+	rssBase int64
+	idle    []int // connections actually open at each step
+	idleRSS []int64
+	// idleSettled is RSS again, -idle-settle after each step.
+	idleSettled []int64
+	idleProcs   int // processes summed
+	idleErrs    string
 }
 
 // measure runs every test against t. The proxy runs twice: once for the
@@ -226,6 +228,19 @@ func (h *harness) idleTest(ctx context.Context, t *target, idx int, r *result) e
 		r.idle = append(r.idle, len(set.conns))
 		r.idleRSS = append(r.idleRSS, rss)
 		h.logf("  idle %d conns: RSS %d KB", len(set.conns), rss)
+		if d := h.set.idleSettle; d > 0 {
+			// A process keeps what a burst left only if nothing gives
+			// it back: read again once the connections have been quiet
+			// a while.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+			settled := h.stableRSS(pr)
+			r.idleSettled = append(r.idleSettled, settled)
+			h.logf("  idle %d conns, %s later: RSS %d KB", len(set.conns), d, settled)
+		}
 	}
 	gs, _ := readGroup(pr.pid)
 	r.idleProcs = gs.procs

@@ -16,6 +16,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
+	"github.com/tlsfront/tlsfront/internal/memtrim"
 	"github.com/tlsfront/tlsfront/internal/sdnotify"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/monitor"
@@ -140,6 +141,9 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 	}
 	a.components = append(a.components, a.reloads.components()...)
 	a.components = append(a.components, component{name: "systemd watchdog", run: sdnotify.Watchdog})
+	if err := a.buildMemoryTrim(); err != nil {
+		return nil, err
+	}
 	for _, l := range a.listeners {
 		a.components = append(a.components, component{
 			name: "listener " + l.cfg.Name,
@@ -181,6 +185,19 @@ func (a *app) buildLimiter() error {
 		"backend_rate", eff.BackendRate, "backend_wait", eff.BackendWait.String(), "breaker_failures", eff.BreakerFailures,
 		"mqtt_client_id_rate", eff.ClientIDRate, "max_clients", eff.MaxClients)
 	a.components = append(a.components, component{name: "limits", run: func(ctx context.Context) error { l.Run(ctx); return nil }})
+	return nil
+}
+
+// buildMemoryTrim adds the memory trimmer unless memory_trim is off.
+func (a *app) buildMemoryTrim() error {
+	if !a.cfg.MemoryTrim.Enabled {
+		return nil
+	}
+	t, err := memtrim.New(memtrim.Options{Log: a.log})
+	if err != nil {
+		return fmt.Errorf("memory_trim: %w", err)
+	}
+	a.components = append(a.components, component{name: "memory trim", run: t.Run})
 	return nil
 }
 

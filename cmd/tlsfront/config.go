@@ -15,6 +15,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
+	"github.com/tlsfront/tlsfront/internal/memtrim"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/proxy"
 )
@@ -37,7 +38,10 @@ type config struct {
 	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 	// ReusePort binds the listeners with SO_REUSEPORT, so that a new
 	// tlsfront can bind the same ports while the old one drains.
-	ReusePort    bool               `yaml:"reuse_port"`
+	ReusePort bool `yaml:"reuse_port"`
+	// MemoryTrim gives free heap back to the operating system after
+	// bursts of connections, so RSS falls back from the peak.
+	MemoryTrim   memtrim.Config     `yaml:"memory_trim"`
 	Log          logConfig          `yaml:"log"`
 	Trust        certs.TrustOptions `yaml:"trust"`
 	Certificates []certConfig       `yaml:"certificates"`
@@ -201,6 +205,7 @@ func defaultConfig() *config {
 		Trust:         certs.DefaultTrust(),
 		Limits:        defaultLimits(),
 		Monitor:       defaultMonitor(),
+		MemoryTrim:    memtrim.DefaultConfig(),
 	}
 }
 
