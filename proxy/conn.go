@@ -7,12 +7,31 @@ import (
 	"time"
 )
 
-// conn is an accepted connection as the TLS stack sees it. It remembers the
-// first bytes the client sent (to tell a plain-text client from a TLS one)
-// and the parsed ClientHello (for failure reports), and releases what
-// admission gave it exactly once, whoever closes it.
+// conn is an accepted connection as the TLS stack sees it. While the
+// handshake runs it remembers what the client sent (see connHandshake);
+// it releases what admission gave it exactly once, whoever closes it.
+// It lives as long as the connection, idle or not, so it holds only what
+// is needed after the handshake.
 type conn struct {
 	net.Conn
+	// hs is set for the handshake and dropped after it (endHandshake).
+	hs *connHandshake
+	// served is the certificate this handshake served, when the listener
+	// records it (recordServed); nil on resumption.
+	served *tls.Certificate
+	// session is set once the connection is handed to net/http, which
+	// sees only the *tls.Conn over it.
+	session *session
+
+	closeOnce sync.Once
+	onClose   func()
+}
+
+// connHandshake is what a conn keeps for the handshake's reports: the
+// first bytes the client sent (to tell a plain-text client from a TLS
+// one), the last ones, and the parsed ClientHello. An idle connection
+// keeps none of it.
+type connHandshake struct {
 	head    [8]byte
 	headLen int
 	// tail is the last bytes read: a TLS 1.3 client built on OpenSSL sends
@@ -22,28 +41,31 @@ type conn struct {
 	tailLen int
 	// helloBuf, when set, keeps the first bytes of the handshake (the
 	// ClientHello) for a hello crypto/tls refuses to parse: what it asked
-	// for is then read from the raw bytes. Set for the handshake only.
+	// for is then read from the raw bytes.
 	helloBuf *[helloCaptureLen]byte
 	helloLen int
-	// handshook stops the recording: after the handshake the bytes are the
-	// application's, and copying them costs every read.
-	handshook bool
-	hello     *tls.ClientHelloInfo
+	hello    *tls.ClientHelloInfo
 	// probe: the hello was tlsfront's own self-probe.
 	probe bool
-	// served is the certificate this handshake served, when the listener
-	// records it (recordServed); nil on resumption.
-	served *tls.Certificate
-	// session is set once the connection is handed to net/http, which
-	// sees only the *tls.Conn over it.
-	session *session
-
 	// pending holds bytes read ahead by awaitHello, handed to the
 	// first Read.
 	pending []byte
+	// done stops the recording: after the handshake the bytes are the
+	// application's, and copying them costs every read. Set only on the
+	// rare state endHandshake keeps for bytes read ahead and not yet read.
+	done bool
+}
 
-	closeOnce sync.Once
-	onClose   func()
+// endHandshake drops the handshake's state: after it the bytes are the
+// application's. Bytes awaitHello read ahead that the handshake did not
+// consume (a client that does not wait for our answer) stay for Read.
+// It must not run concurrently with Read.
+func (c *conn) endHandshake() {
+	if c.hs != nil && len(c.hs.pending) > 0 {
+		c.hs = &connHandshake{pending: c.hs.pending, done: true}
+		return
+	}
+	c.hs = nil
 }
 
 var firstReadPool = sync.Pool{New: func() any { b := make([]byte, 1500); return &b }}
@@ -63,16 +85,17 @@ func (c *conn) awaitHello(timeout time.Duration) error {
 	// resets the connection instead of closing it.
 	bp := firstReadPool.Get().(*[]byte)
 	defer firstReadPool.Put(bp)
+	hs := c.hs
 	n, err := c.readWire(*bp)
-	c.pending = append(c.pending[:0], (*bp)[:n]...)
+	hs.pending = append(hs.pending[:0], (*bp)[:n]...)
 	if n == 0 {
 		return err
 	}
 	// The rest of the record is appended as it arrives: memory follows
 	// what the client sent, at most one record.
-	for want := helloRecordLen(c.pending); len(c.pending) < want; want = helloRecordLen(c.pending) {
-		n, err := c.readWire((*bp)[:min(len(*bp), want-len(c.pending))])
-		c.pending = append(c.pending, (*bp)[:n]...)
+	for want := helloRecordLen(hs.pending); len(hs.pending) < want; want = helloRecordLen(hs.pending) {
+		n, err := c.readWire((*bp)[:min(len(*bp), want-len(hs.pending))])
+		hs.pending = append(hs.pending, (*bp)[:n]...)
 		if err != nil {
 			return err
 		}
@@ -99,10 +122,10 @@ func helloRecordLen(b []byte) int {
 }
 
 func (c *conn) Read(b []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(b, c.pending)
-		if c.pending = c.pending[n:]; len(c.pending) == 0 {
-			c.pending = nil // an idle connection keeps no copy of its hello
+	if hs := c.hs; hs != nil && len(hs.pending) > 0 {
+		n := copy(b, hs.pending)
+		if hs.pending = hs.pending[n:]; len(hs.pending) == 0 {
+			hs.pending = nil // an idle connection keeps no copy of its hello
 		}
 		return n, nil
 	}
@@ -113,13 +136,13 @@ func (c *conn) Read(b []byte) (int, error) {
 // need.
 func (c *conn) readWire(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 && !c.handshook {
-		if c.headLen < len(c.head) {
-			c.headLen += copy(c.head[c.headLen:], b[:n])
+	if hs := c.hs; n > 0 && hs != nil && !hs.done {
+		if hs.headLen < len(hs.head) {
+			hs.headLen += copy(hs.head[hs.headLen:], b[:n])
 		}
-		c.keepTail(b[:n])
-		if c.helloBuf != nil && c.helloLen < len(c.helloBuf) {
-			c.helloLen += copy(c.helloBuf[c.helloLen:], b[:n])
+		hs.keepTail(b[:n])
+		if hs.helloBuf != nil && hs.helloLen < len(hs.helloBuf) {
+			hs.helloLen += copy(hs.helloBuf[hs.helloLen:], b[:n])
 		}
 	}
 	return n, err
@@ -132,24 +155,29 @@ const helloCaptureLen = 4096
 // helloBytes returns the start of what the client sent, up to
 // helloCaptureLen bytes, while the capture is on.
 func (c *conn) helloBytes() []byte {
-	if c.helloBuf == nil {
+	if c.hs == nil || c.hs.helloBuf == nil {
 		return nil
 	}
-	return c.helloBuf[:c.helloLen]
+	return c.hs.helloBuf[:c.hs.helloLen]
 }
 
-func (c *conn) keepTail(b []byte) {
-	if len(b) >= len(c.tail) {
-		c.tailLen = copy(c.tail[:], b[len(b)-len(c.tail):])
+func (hs *connHandshake) keepTail(b []byte) {
+	if len(b) >= len(hs.tail) {
+		hs.tailLen = copy(hs.tail[:], b[len(b)-len(hs.tail):])
 		return
 	}
-	keep := min(c.tailLen, len(c.tail)-len(b))
-	copy(c.tail[:], c.tail[c.tailLen-keep:c.tailLen])
-	c.tailLen = keep + copy(c.tail[keep:], b)
+	keep := min(hs.tailLen, len(hs.tail)-len(b))
+	copy(hs.tail[:], hs.tail[hs.tailLen-keep:hs.tailLen])
+	hs.tailLen = keep + copy(hs.tail[keep:], b)
 }
 
-// lastBytes returns the last bytes read, up to 7.
-func (c *conn) lastBytes() []byte { return c.tail[:c.tailLen] }
+// lastBytes returns the last bytes read during the handshake, up to 7.
+func (c *conn) lastBytes() []byte {
+	if c.hs == nil {
+		return nil
+	}
+	return c.hs.tail[:c.hs.tailLen]
+}
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
@@ -163,5 +191,8 @@ func (c *conn) Close() error {
 
 // firstBytes returns a copy of what the client sent first, up to 8 bytes.
 func (c *conn) firstBytes() []byte {
-	return append([]byte(nil), c.head[:c.headLen]...)
+	if c.hs == nil {
+		return nil
+	}
+	return append([]byte(nil), c.hs.head[:c.hs.headLen]...)
 }

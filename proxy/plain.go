@@ -69,9 +69,10 @@ func (l *plainListener) admit(c net.Conn) (net.Conn, bool) {
 	l.open++
 	l.perClient[client]++
 	l.mu.Unlock()
-	// conn for its close-once release; handshook, because nothing here
-	// reads the handshake bytes conn would otherwise keep on every read.
-	pc := &conn{Conn: c, handshook: true}
+	// conn for its close-once release, without handshake state: nothing
+	// here reads the handshake bytes conn would otherwise keep on every
+	// read.
+	pc := &conn{Conn: c}
 	pc.onClose = func() {
 		release()
 		l.mu.Lock()

@@ -283,12 +283,12 @@ func isProbeHello(h *tls.ClientHelloInfo) bool {
 func (s *Server) configForClient(inner func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
 	return func(h *tls.ClientHelloInfo) (*tls.Config, error) {
 		c, _ := h.Conn.(*conn)
-		if c != nil {
-			c.hello = h
+		if c != nil && c.hs != nil {
+			c.hs.hello = h
 		}
 		if isProbeHello(h) {
-			if c != nil {
-				c.probe = true
+			if c != nil && c.hs != nil {
+				c.hs.probe = true
 			}
 			return s.probeTLS, nil
 		}
@@ -345,7 +345,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		c := &conn{Conn: raw, onClose: release}
+		// The handshake's state is a separate object, dropped once the
+		// handshake ends: conn lives as long as the connection.
+		c := &conn{Conn: raw, onClose: release, hs: new(connHandshake)}
 		if !s.track(c) {
 			c.Close()
 			return ErrServerClosed
@@ -453,7 +455,7 @@ func (s *Server) serveConn(c *conn) {
 		buf = new([helloCaptureLen]byte)
 	}
 	// What awaitHello read ahead is the start of the hello.
-	c.helloBuf, c.helloLen = buf, copy(buf[:], c.pending)
+	c.hs.helloBuf, c.hs.helloLen = buf, copy(buf[:], c.hs.pending)
 	ev := s.handshake(tc, c)
 	if ev.Err != nil && isIssuance(ev.Err) {
 		// The name's certificate is not here yet: not the client's
@@ -463,10 +465,10 @@ func (s *Server) serveConn(c *conn) {
 		ticket.Handshake(ev.Err == nil)
 	}
 	s.report(ev)
-	c.hello = nil // the hello holds its slices; idle connections should not
-	c.helloBuf, c.helloLen = nil, 0
+	// The hello holds its slices, and the capture a pooled buffer: idle
+	// connections keep neither.
+	c.endHandshake()
 	s.helloBufs.Put(buf)
-	c.handshook = true
 	if ev.Err != nil || ev.Probe {
 		return
 	}
@@ -543,11 +545,11 @@ func (s *Server) event(c *conn, start time.Time, err error) *HandshakeEvent {
 	ev := &HandshakeEvent{
 		Listener:   s.opts.Name,
 		Client:     netip.AddrPortFrom(addrOf(c.RemoteAddr()), portOf(c.RemoteAddr())),
-		Hello:      c.hello,
+		Hello:      c.hs.hello,
 		FirstBytes: c.firstBytes(),
 		Duration:   time.Since(start),
 		Err:        err,
-		Probe:      c.probe,
+		Probe:      c.hs.probe,
 	}
 	if err != nil {
 		ev.TimedOut = errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
