@@ -107,35 +107,35 @@ func (d *dialer) dialHTTP(ctx context.Context, be Backend, client netip.Addr, sr
 }
 
 // dialAwaitingAnswer is dial for a backend that answers the client's
-// first packet (an MQTT broker its CONNECT): answered must be called once,
-// with nil when the backend sent its first byte, with an error wrapping
-// errNoAnswer when it ended the connection before, or with
-// context.Canceled when we or the client gave up first.
-func (d *dialer) dialAwaitingAnswer(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr, tlvs []proxyproto.TLV) (c net.Conn, answered func(error), err error) {
-	c, done, err := d.dialDeferred(ctx, be, client, src, dst, tlvs)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, d.answered(be, client, done), nil
+// first packet (an MQTT broker its CONNECT): the caller must pass done to
+// answer once, with nil when the backend sent its first byte, with an
+// error wrapping errNoAnswer when it ended the connection before, or with
+// context.Canceled when we or the client gave up first. It keeps done
+// rather than a closure: the connection may stay idle for long.
+func (d *dialer) dialAwaitingAnswer(ctx context.Context, be Backend, client netip.Addr, src, dst net.Addr, tlvs []proxyproto.TLV) (c net.Conn, done func(error), err error) {
+	return d.dialDeferred(ctx, be, client, src, dst, tlvs)
 }
 
-// answered passes a connection's first answer, or its lack, to the
+// answered is answer as a hook.
+func (d *dialer) answered(be Backend, client netip.Addr, done func(error)) func(error) {
+	return func(err error) { d.answer(be, client, done, err) }
+}
+
+// answer passes a connection's first answer, or its lack, to the
 // breaker (done) and reports a connection that ended unanswered. A
 // client's repeated unanswered connections count against the backend
 // once (see unanswered).
-func (d *dialer) answered(be Backend, client netip.Addr, done func(error)) func(error) {
-	return func(err error) {
-		switch {
-		case err == nil:
-			d.blame.answered(be.String())
-		case errors.Is(err, errNoAnswer):
-			d.rep.BackendReset(report.BackendReset{Listener: d.listener, Backend: be.String(), Err: err})
-			if !d.blame.first(be.String(), client) {
-				err = context.Canceled // not the backend's failure a second time
-			}
+func (d *dialer) answer(be Backend, client netip.Addr, done func(error), err error) {
+	switch {
+	case err == nil:
+		d.blame.answered(be.String())
+	case errors.Is(err, errNoAnswer):
+		d.rep.BackendReset(report.BackendReset{Listener: d.listener, Backend: be.String(), Err: err})
+		if !d.blame.first(be.String(), client) {
+			err = context.Canceled // not the backend's failure a second time
 		}
-		done(err)
 	}
+	done(err)
 }
 
 // dialDeferred dials and reports a failed dial to the breaker; the caller

@@ -207,7 +207,7 @@ func (h *half) endDrained() {
 	p.mu.Lock()
 	p.drained = true
 	p.mu.Unlock()
-	p.backend.Close()
+	p.backend().Close()
 	h.end()
 }
 

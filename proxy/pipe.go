@@ -88,10 +88,23 @@ func newPipes(o pipeOptions) *pipes {
 	return ps
 }
 
+// pipeOwner hears how a pipe's connection went. The pipe keeps it for
+// the connection's life, so an owner holds what the end needs instead of
+// a closure over a filled report.
+type pipeOwner interface {
+	// answered hears once whether the backend answered the client's
+	// first packet, as dialer.dialAwaitingAnswer says. It is called only
+	// for a pipe started with awaitAnswer.
+	answered(err error)
+	// finish runs once, when both directions have ended and the
+	// backend's connection is closed, with the bytes carried each way;
+	// it must close the client's connection.
+	finish(fromClient, toClient int64)
+}
+
 // startAnswered copies both ways between the client (TLS) and the backend
-// (plain), honouring half-close, and returns at once. finish runs once,
-// when both directions have ended, with the bytes carried each way; it
-// must close both connections.
+// (plain), honouring half-close, and returns at once. owner's finish runs
+// once, when both directions have ended.
 //
 // Copying runs on fresh goroutines: the caller's goroutine ran the TLS
 // handshake and the backend dial, which grew its stack, and a goroutine
@@ -103,18 +116,20 @@ func newPipes(o pipeOptions) *pipes {
 // before (it was replayed to the backend); zero lets the pipe learn it
 // from the client's first bytes. It matters only with MQTT.
 //
-// answered, when set, is for a backend that answers the client's first
-// packet, an MQTT broker its CONNECT: it is called once, as
-// dialer.dialAwaitingAnswer says, and an MQTT client whose broker ends the
-// connection unanswered gets a CONNACK refusing it (see unanswered).
-func (ps *pipes) startAnswered(client halfCloser, backend net.Conn, level byte, answered func(error), finish func(fromClient, toClient int64)) {
-	p := &pipe{ps: ps, client: client, backend: backend, finish: finish, answered: answered}
+// awaitAnswer is for a backend that answers the client's first packet, an
+// MQTT broker its CONNECT: owner's answered is then called once, and an
+// MQTT client whose broker ends the connection unanswered gets a CONNACK
+// refusing it (see unanswered).
+func (ps *pipes) startAnswered(client halfCloser, backend net.Conn, level byte, awaitAnswer bool, owner pipeOwner) {
+	p := &pipe{ps: ps, owner: owner, awaitAnswer: awaitAnswer}
 	p.lastActive.Store(time.Now().UnixNano())
 	p.left.Store(2)
 	p.halves[0] = half{p: p, src: client, dst: backend}
-	p.halves[1] = half{p: p, src: backend, dst: client, awaitsAnswer: answered != nil}
+	p.halves[1] = half{p: p, src: backend, dst: client, awaitsAnswer: awaitAnswer}
 	if ps.opts.MQTT {
-		p.halves[1].fr = new(mqttFramer)
+		// In the pipe, not beside it: one allocation less per
+		// connection.
+		p.halves[1].fr = &p.framer
 		if level != 0 {
 			p.level.Store(uint32(level))
 		} else {
@@ -203,10 +218,11 @@ func (ps *pipes) parked() int {
 
 // pipe is one forwarded connection.
 type pipe struct {
-	ps         *pipes
-	client     halfCloser
-	backend    net.Conn
-	finish     func(fromClient, toClient int64)
+	ps *pipes
+	// The client's and the backend's connections are halves[0].src and
+	// halves[0].dst: a pipe lives as long as its connection, so it does
+	// not keep them twice.
+	owner      pipeOwner
 	lastActive atomic.Int64 // unix nanoseconds of the last data either way
 	halves     [2]half      // client to backend, backend to client
 	left       atomic.Int32 // directions still copying
@@ -216,12 +232,14 @@ type pipe struct {
 	// level (levelUnknown, 3, 4, 5 or levelNotMQTT).
 	draining atomic.Bool
 	level    atomic.Uint32
+	// framer is halves[1].fr with MQTT.
+	framer mqttFramer
 
-	// answered, when set, hears once whether the backend answered
+	// awaitAnswer: owner hears once whether the backend answered
 	// (startAnswered); clientEnded is set when the client's direction
 	// ended, so that a backend closing after the client left is not
 	// blamed.
-	answered    func(error)
+	awaitAnswer bool
 	answeredSet atomic.Bool
 	clientEnded atomic.Bool
 
@@ -238,16 +256,18 @@ type half struct {
 	p        *pipe
 	src, dst net.Conn
 	raw      syscall.RawConn // src's socket, or nil: this direction cannot park
-	rawReads bool            // src is a plain socket read through raw
 	n        int64           // bytes copied
-	token    uint32          // the watcher's key while parked; guarded by the watcher
 	// fr follows the MQTT packet boundaries of the backend-to-client
-	// direction; sniff learns the level from the client's CONNECT. Each is
-	// nil where it does not apply.
+	// direction (it points into the pipe); sniff learns the level from
+	// the client's CONNECT. Each is nil where it does not apply.
 	fr    *mqttFramer
 	sniff *connectSniffer
+	token uint32 // the watcher's key while parked; guarded by the watcher
+	// The flags sit together after token: a half is kept for every idle
+	// connection, twice.
+	rawReads bool // src is a plain socket read through raw
 	// awaitsAnswer is set on the backend's direction until its first
-	// byte, when the pipe's answered hook wants to hear of it.
+	// byte, when the pipe's owner wants to hear of it.
 	awaitsAnswer bool
 }
 
@@ -303,8 +323,8 @@ const answerTimeout = 2 * time.Second
 
 // answer calls the pipe's answered hook, once.
 func (p *pipe) answer(err error) {
-	if p.answered != nil && p.answeredSet.CompareAndSwap(false, true) {
-		p.answered(err)
+	if p.awaitAnswer && p.answeredSet.CompareAndSwap(false, true) {
+		p.owner.answered(err)
 	}
 }
 
@@ -564,7 +584,10 @@ func (p *pipe) end() {
 	delete(p.ps.all, p)
 	p.ps.mu.Unlock()
 	p.answer(context.Canceled) // ended before any answer, by our doing
-	p.finish(p.halves[0].n, p.halves[1].n)
+	// The backend's connection is ours to close: the owner need not keep
+	// it for the connection's life only to close it here.
+	p.backend().Close()
+	p.owner.finish(p.halves[0].n, p.halves[1].n)
 }
 
 // abort closes both connections. A running direction then fails and
@@ -576,14 +599,20 @@ func (p *pipe) end() {
 // up to 5 s for a client that reads nothing, and closeAll aborts one
 // connection after another.
 func (p *pipe) abort() {
-	if tc, ok := p.client.(*tls.Conn); ok {
+	if tc, ok := p.client().(*tls.Conn); ok {
 		tc.NetConn().Close()
 	} else {
-		p.client.Close()
+		p.client().Close()
 	}
-	p.backend.Close()
+	p.backend().Close()
 	p.endParked()
 }
+
+// client is the client's connection.
+func (p *pipe) client() net.Conn { return p.halves[0].src }
+
+// backend is the backend's connection.
+func (p *pipe) backend() net.Conn { return p.halves[0].dst }
 
 // endParked ends the directions that are parked.
 func (p *pipe) endParked() {

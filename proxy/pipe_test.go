@@ -491,5 +491,11 @@ func (c closedTap) ConnClosed(e report.ConnClosed) { c.ch <- byteCounts{e.FromCl
 
 // start is startAnswered with no answered hook, as a raw listener has.
 func (ps *pipes) start(client halfCloser, backend net.Conn, level byte, finish func(fromClient, toClient int64)) {
-	ps.startAnswered(client, backend, level, nil, finish)
+	ps.startAnswered(client, backend, level, false, finishFunc(finish))
 }
+
+// finishFunc is a pipeOwner that hears only the end.
+type finishFunc func(fromClient, toClient int64)
+
+func (f finishFunc) answered(error)                    {}
+func (f finishFunc) finish(fromClient, toClient int64) { f(fromClient, toClient) }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -128,12 +129,12 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	}
 	// An MQTT broker answers every CONNECT: until it does, the breaker
 	// does not count the connection as a success (see pipe.unanswered).
-	// answered stays nil for other protocols; head is read only for MQTT.
-	var answered func(error)
+	// done stays nil for other protocols; head is read only for MQTT.
+	var done func(error)
 	var bc net.Conn
 	var err error
 	if f.protocol == "mqtt" {
-		bc, answered, err = f.dialer.dialAwaitingAnswer(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
+		bc, done, err = f.dialer.dialAwaitingAnswer(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
 	} else {
 		bc, err = f.dialer.dialWith(f.ctx, be, client, sess.c.RemoteAddr(), sess.c.LocalAddr(), tlvs)
 	}
@@ -153,8 +154,8 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		return false
 	}
 	if !sess.attach(bc) {
-		if answered != nil {
-			answered(context.Canceled)
+		if done != nil {
+			f.dialer.answer(be, client, done, context.Canceled)
 		}
 		bc.Close()
 		return false
@@ -162,7 +163,7 @@ func (f *tcpForwarder) forward(sess *session) bool {
 	if len(head) > 0 {
 		bc.SetWriteDeadline(time.Now().Add(f.timeout))
 		if _, err := bc.Write(head); err != nil {
-			answered(fmt.Errorf("%w: %w", errNoAnswer, err))
+			f.dialer.answer(be, client, done, fmt.Errorf("%w: %w", errNoAnswer, err))
 			f.answerMQTT(tc, level, reasonUnavailable)
 			bc.Close()
 			return false
@@ -170,17 +171,49 @@ func (f *tcpForwarder) forward(sess *session) bool {
 		bc.SetWriteDeadline(time.Time{})
 	}
 	f.rep.ConnOpened(f.name)
-	// What the access line needs, and no more: the closure lives as long
-	// as the connection, idle or not.
-	closed := report.ConnClosed{Listener: f.name, ConnID: sess.id, Client: sess.client, SNI: sess.sni, JA4: sess.ja4, Backend: be.String()}
-	start, end, extra := sess.start, sess.end, int64(len(head))
-	f.pipes.startAnswered(tc, bc, level, answered, func(in, out int64) {
-		bc.Close()
-		closed.FromClient, closed.ToClient, closed.Duration, closed.End = in+extra, out, time.Since(start), f.endOf()
-		f.rep.ConnClosed(closed)
-		end()
-	})
+	t := &tcpConn{f: f, c: sess.c, id: sess.id, sni: sess.sni, ja4: sess.ja4, start: sess.start, end: sess.end, extra: int64(len(head)), done: done}
+	f.pipes.startAnswered(tc, bc, level, done != nil, t)
 	return true
+}
+
+// tcpConn is a forwarded connection as its end needs it: the access line
+// and, for MQTT, the breaker's answer. It lives as long as the
+// connection, idle or not, so it keeps only what cannot be had at the end
+// from the forwarder or the connection: the client's address is read
+// from c, the backend is routed again from the server name.
+type tcpConn struct {
+	f     *tcpForwarder
+	c     *conn
+	id    string
+	sni   string
+	ja4   string
+	start time.Time
+	end   func() // the session's
+	extra int64  // CONNECT bytes replayed to the backend before the pipe
+	// done is the breaker's verdict on the dial, for an MQTT backend
+	// whose answer is awaited; nil otherwise.
+	done func(error)
+}
+
+// client is the client's address, as the session had it.
+func (t *tcpConn) client() netip.AddrPort {
+	ra := t.c.RemoteAddr()
+	return netip.AddrPortFrom(addrOf(ra), portOf(ra))
+}
+
+func (t *tcpConn) answered(err error) {
+	t.f.dialer.answer(backendFor(t.f.routes, t.f.backend, t.sni), t.client().Addr(), t.done, err)
+}
+
+func (t *tcpConn) finish(in, out int64) {
+	f := t.f
+	client := t.client() // before end closes the connection
+	be := backendFor(f.routes, f.backend, t.sni)
+	f.rep.ConnClosed(report.ConnClosed{
+		Listener: f.name, ConnID: t.id, Client: client, SNI: t.sni, JA4: t.ja4, Backend: be.String(),
+		FromClient: in + t.extra, ToClient: out, Duration: time.Since(t.start), End: f.endOf(),
+	})
+	t.end()
 }
 
 // endOf says how a connection ended: at shutdown, or closed by one of
