@@ -274,8 +274,15 @@ func goBuild(ctx context.Context, dir, out, pkg string) error {
 func tlsfrontLimitsOff(bin string) ([]string, string) {
 	out, _ := exec.Command(bin, "--help").CombinedOutput()
 	help := string(out)
+	// Older builds print Go's flag list ("  -limits"); newer ones group
+	// the flags and spell them "  --limits".
 	has := func(name string) bool {
-		return strings.Contains(help, "  -"+name+" ") || strings.Contains(help, "  -"+name+"\n")
+		for _, dash := range []string{"  -", "  --"} {
+			if strings.Contains(help, dash+name+" ") || strings.Contains(help, dash+name+"\n") {
+				return true
+			}
+		}
+		return false
 	}
 	if has("limits") {
 		return []string{"--limits=false"}, "tlsfront ran with `--limits=false`: every admission limit off (per-client rate and concurrency, penalty box, global caps, backend pacing), as nginx and HAProxy have none configured."
