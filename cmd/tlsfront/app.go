@@ -67,8 +67,8 @@ type app struct {
 
 // boundListener is a configured listener, built and bound.
 type boundListener struct {
-	cfg  listenerConfig
-	kind listenerKind
+	cfg  proxy.ListenerConfig
+	kind proxy.KindSpec
 	srv  proxy.Listener
 	ln   net.Listener
 }
@@ -240,14 +240,39 @@ func (a *app) buildCertificates(ctx context.Context) error {
 // nothing and binds nothing.
 func (a *app) buildListeners() error {
 	for i, lc := range a.cfg.Listeners {
-		kind := listenerKinds[lc.Kind]
-		srv, err := kind.build(a, lc)
+		srv, err := a.buildListener(lc)
 		if err != nil {
 			return fmt.Errorf("listeners[%d] (%s): %w", i, lc.Name, err)
 		}
-		a.listeners = append(a.listeners, &boundListener{cfg: lc, kind: kind, srv: srv})
+		a.listeners = append(a.listeners, &boundListener{cfg: lc, kind: lc.Spec(), srv: srv})
 	}
 	return nil
+}
+
+// buildListener builds one listener with what its kind takes of the
+// other parts.
+func (a *app) buildListener(lc proxy.ListenerConfig) (proxy.Listener, error) {
+	d := proxy.ListenerDeps{
+		ClientCertsVerified: a.cfg.ClientAuth.enabled(),
+		Limiter:             a.limiter,
+		Reporter:            a.rep,
+		KnownName:           a.certs.Covers,
+		Log:                 a.log,
+	}
+	if lc.Spec().TLS {
+		d.TLS = a.certs.TLSConfig()
+		if a.tickets != nil {
+			// Every instance encrypts and decrypts tickets with the same
+			// keys, so a client resumes wherever it lands.
+			if err := a.tickets.Apply(d.TLS); err != nil {
+				return nil, fmt.Errorf("session tickets: %w", err)
+			}
+		}
+	}
+	if a.acme != nil {
+		d.WrapRedirect = a.acme.HTTPChallengeHandler
+	}
+	return lc.Build(d)
 }
 
 // bind opens every listening socket, so that a port in use fails the
@@ -410,7 +435,7 @@ func (a *app) backendsReachable() error {
 	}
 	var errs []error
 	for _, l := range a.listeners {
-		if !l.kind.backend {
+		if !l.kind.Backend {
 			continue
 		}
 		be, err := proxy.ParseBackend(l.cfg.Backend)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // envPrefix: every flag --some-name can also be set as TLSFRONT_SOME_NAME,
@@ -35,7 +36,7 @@ type sidecarFlags struct {
 	wsPing             time.Duration
 	wsMaxMessage       int64
 	mqttMaxConnectSize int
-	tls                tlsConfig
+	tls                proxy.TLSPolicyConfig
 }
 
 // repeatedFlag collects every value of a repeatable flag, in order. Values
@@ -85,11 +86,11 @@ func (s *sidecarFlags) envDone() {
 }
 
 func (s *sidecarFlags) apply(cfg *config) error {
-	listener := func(name, kind, listen, backend string) listenerConfig {
-		lc := listenerConfig{Name: name, Kind: kind, Listen: listen, Backend: backend, ProxyProtocol: s.proxyProtocol,
+	listener := func(name, kind, listen, backend string) proxy.ListenerConfig {
+		lc := proxy.ListenerConfig{Name: name, Kind: kind, Listen: listen, Backend: backend, ProxyProtocol: s.proxyProtocol,
 			AcceptProxyProtocol: len(s.proxyFrom) > 0, ProxyProtocolFrom: s.proxyFrom,
-			HandshakeTimeout: s.handshakeTimeout, WebSocket: wsConfig{PingInterval: s.wsPing, MaxMessageSize: s.wsMaxMessage},
-			TLS: tlsConfig{Profile: s.tls.Profile, MinVersion: s.tls.MinVersion}}
+			HandshakeTimeout: s.handshakeTimeout, WebSocket: proxy.WebSocketConfig{PingInterval: s.wsPing, MaxMessageSize: s.wsMaxMessage},
+			TLS: proxy.TLSPolicyConfig{Profile: s.tls.Profile, MinVersion: s.tls.MinVersion}}
 		if kind == "tcp" {
 			lc.IdleTimeout, lc.MQTTMaxConnectSize = s.idleTimeout, s.mqttMaxConnectSize
 		}

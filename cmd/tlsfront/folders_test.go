@@ -12,6 +12,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/testnet"
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // writeCertbotPair writes live/<name>/fullchain.pem and privkey.pem.
@@ -94,7 +95,7 @@ func TestValidateCertificateFolders(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := defaultConfig()
-			c.Listeners = []listenerConfig{{Listen: "127.0.0.1:0", Backend: "127.0.0.1:1"}}
+			c.Listeners = []proxy.ListenerConfig{{Listen: "127.0.0.1:0", Backend: "127.0.0.1:1"}}
 			c.Certificates = []certConfig{tc.cc}
 			err := c.validate()
 			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {

@@ -73,9 +73,9 @@ func (a *app) monitorCertificates() []monitor.Certificate {
 func (a *app) monitorListeners() []monitor.Listener {
 	var out []monitor.Listener
 	for _, l := range a.listeners {
-		ml := monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String(), TLS: l.kind.tls}
-		if l.kind.tls {
-			ml.TLSProfile, ml.BelowDefault = l.cfg.TLS.policy.Name(), l.cfg.TLS.policy.BelowDefault()
+		ml := monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String(), TLS: l.kind.TLS}
+		if l.kind.TLS {
+			ml.TLSProfile, ml.BelowDefault = l.cfg.TLS.Policy().Name(), l.cfg.TLS.Policy().BelowDefault()
 		}
 		out = append(out, ml)
 	}
@@ -90,7 +90,7 @@ func (c *config) checkProbeAddress(pa string) error {
 	}
 	n := 0
 	for _, lc := range c.Listeners {
-		if listenerKinds[lc.Kind].tls {
+		if lc.Spec().TLS {
 			n++
 		}
 	}
