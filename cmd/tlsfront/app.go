@@ -35,7 +35,7 @@ type app struct {
 	// tickets rotates shared session ticket keys; nil without.
 	tickets *tickets.Manager
 	// redisCheck is how often the shared storage is checked; zero for
-	// redisCheckEvery.
+	// redisstore.DefaultWatchEvery.
 	redisCheck time.Duration
 	certs      *certs.Manager
 	rep        report.Sink
