@@ -17,6 +17,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
 	"github.com/tlsfront/tlsfront/internal/sdnotify"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/monitor"
 	"github.com/tlsfront/tlsfront/proxy"
@@ -52,7 +53,7 @@ type app struct {
 
 	// components run while serving, in build order; serve stops them in
 	// reverse order.
-	components []component
+	components []supervise.Component
 	serving    atomic.Bool
 	// draining is set on SIGTERM: /readyz fails while tlsfront keeps
 	// accepting for the shutdown delay.
@@ -71,15 +72,6 @@ type boundListener struct {
 	kind proxy.KindSpec
 	srv  proxy.Listener
 	ln   net.Listener
-}
-
-// component is one part that runs while tlsfront serves. run returns when
-// ctx ends, or early with an error, which stops tlsfront. stop, when set,
-// ends run gracefully instead of cancelling its ctx.
-type component struct {
-	name string
-	run  func(ctx context.Context) error
-	stop func(ctx context.Context) error
 }
 
 // appOptions are what a test may add to the assembly.
@@ -139,24 +131,24 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 		return nil, err
 	}
 	a.components = append(a.components, a.reloads.components()...)
-	a.components = append(a.components, component{name: "systemd watchdog", run: sdnotify.Watchdog})
+	a.components = append(a.components, supervise.Component{Name: "systemd watchdog", Run: sdnotify.Watchdog})
 	for _, l := range a.listeners {
-		a.components = append(a.components, component{
-			name: "listener " + l.cfg.Name,
-			run:  func(context.Context) error { return l.srv.Serve(l.ln) },
-			stop: l.srv.Shutdown,
+		a.components = append(a.components, supervise.Component{
+			Name: "listener " + l.cfg.Name,
+			Run:  func(context.Context) error { return l.srv.Serve(l.ln) },
+			Stop: l.srv.Shutdown,
 		})
 	}
 	for _, h := range a.httpServers() {
-		a.components = append(a.components, component{
-			name: h.name,
-			run: func(context.Context) error {
+		a.components = append(a.components, supervise.Component{
+			Name: h.name,
+			Run: func(context.Context) error {
 				// Counted in max_conns without waiting for a slot, and
 				// capped per client, so idle sockets here cannot take the
 				// descriptors the TLS listeners need.
 				return h.srv.Serve(proxy.LimitListener(*h.ln, proxy.PlainLimits{Limiter: a.limiter, MaxConns: 64}))
 			},
-			stop: func(context.Context) error { return h.srv.Close() },
+			Stop: func(context.Context) error { return h.srv.Close() },
 		})
 	}
 	return a, nil
@@ -180,7 +172,7 @@ func (a *app) buildLimiter() error {
 		"max_conns", eff.MaxConns, "max_handshakes", eff.MaxHandshakes, "refusal_delay", eff.RefusalDelay.String(),
 		"backend_rate", eff.BackendRate, "backend_wait", eff.BackendWait.String(), "breaker_failures", eff.BreakerFailures,
 		"mqtt_client_id_rate", eff.ClientIDRate, "max_clients", eff.MaxClients)
-	a.components = append(a.components, component{name: "limits", run: func(ctx context.Context) error { l.Run(ctx); return nil }})
+	a.components = append(a.components, supervise.Component{Name: "limits", Run: func(ctx context.Context) error { l.Run(ctx); return nil }})
 	return nil
 }
 
@@ -231,7 +223,7 @@ func (a *app) buildCertificates(ctx context.Context) error {
 	}
 	a.certs = m
 	if a.acme != nil {
-		a.components = append(a.components, component{name: "acme", run: a.runACME})
+		a.components = append(a.components, supervise.Component{Name: "acme", Run: a.runACME})
 	}
 	return nil
 }
@@ -346,22 +338,7 @@ func (a *app) serve(ctx context.Context) error {
 	if err := a.bind(); err != nil {
 		return err
 	}
-	type running struct {
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	errc := make(chan error, len(a.components))
-	runs := make([]running, len(a.components))
-	for i, c := range a.components {
-		cctx, cancel := context.WithCancel(context.Background())
-		runs[i] = running{cancel, make(chan struct{})}
-		go func() {
-			defer close(runs[i].done)
-			if err := c.run(cctx); err != nil && !errors.Is(err, proxy.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) && cctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", c.name, err)
-			}
-		}()
-	}
+	g := supervise.Start(a.components)
 	a.serving.Store(true)
 	sdnotify.Notify("READY=1")
 	bound := map[string]string{}
@@ -382,29 +359,18 @@ func (a *app) serve(ctx context.Context) error {
 			a.log.Info("shutting down: not ready, still accepting", "shutdown_delay", d.String())
 			select {
 			case <-time.After(d):
-			case runErr = <-errc:
+			case runErr = <-g.Failed():
 			}
 		}
 		a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace.String())
-	case runErr = <-errc:
+	case runErr = <-g.Failed():
 		a.log.Error("component failed, shutting down", "err", runErr)
 		sdnotify.Notify("STOPPING=1")
 	}
 	a.serving.Store(false)
 	graceCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
 	defer cancel()
-	// Listeners drain together, not one grace period after another.
-	var wg sync.WaitGroup
-	for _, c := range a.components {
-		if c.stop != nil {
-			wg.Go(func() { c.stop(graceCtx) })
-		}
-	}
-	wg.Wait()
-	for i := len(a.components) - 1; i >= 0; i-- {
-		runs[i].cancel()
-		<-runs[i].done
-	}
+	g.Stop(graceCtx)
 	a.log.Info("stopped")
 	return runErr
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 )
 
 // buildFleet opens the shared storage (no I/O until it runs) and the
@@ -22,7 +23,7 @@ func (a *app) buildFleet() error {
 			return fmt.Errorf("redis.%w", err)
 		}
 		a.redis = st
-		a.components = append(a.components, component{name: "redis health", run: a.watchRedis})
+		a.components = append(a.components, supervise.Component{Name: "redis health", Run: a.watchRedis})
 	}
 	if !a.cfg.SessionTickets.Enabled() {
 		return nil
@@ -36,7 +37,7 @@ func (a *app) buildFleet() error {
 		return fmt.Errorf("session_tickets: %w", err)
 	}
 	a.tickets = m
-	a.components = append(a.components, component{name: "session tickets", run: m.Run})
+	a.components = append(a.components, supervise.Component{Name: "session tickets", Run: m.Run})
 	return nil
 }
 

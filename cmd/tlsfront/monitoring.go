@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 	"github.com/tlsfront/tlsfront/monitor"
 )
 
@@ -54,7 +55,7 @@ func (a *app) buildMonitor() error {
 		return fmt.Errorf("monitor: %w", err)
 	}
 	a.mon = m
-	a.components = append(a.components, component{name: "monitor", run: func(ctx context.Context) error { m.Run(ctx); return nil }})
+	a.components = append(a.components, supervise.Component{Name: "monitor", Run: func(ctx context.Context) error { m.Run(ctx); return nil }})
 	return nil
 }
 

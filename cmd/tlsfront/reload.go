@@ -13,6 +13,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/filewatch"
 	"github.com/tlsfront/tlsfront/internal/sdnotify"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 )
 
 // reloads are the triggers that reload certificates while serving: the
@@ -29,14 +30,14 @@ func newReloads(a *app) *reloads {
 }
 
 // components are the triggers that run while serving.
-func (r *reloads) components() []component {
-	out := []component{{name: "sighup", run: r.onSIGHUP}}
+func (r *reloads) components() []supervise.Component {
+	out := []supervise.Component{{Name: "sighup", Run: r.onSIGHUP}}
 	if files, folders := r.certs.Files(), r.certs.Folders(); r.cfg.watch() && len(files)+len(folders) > 0 {
 		w := &filewatch.Watch{Paths: files, Folders: folders, Debounce: r.cfg.Debounce, Log: r.log, Reload: r.fromWatch}
-		out = append(out, component{name: "file watch", run: w.Run})
+		out = append(out, supervise.Component{Name: "file watch", Run: w.Run})
 	}
 	if iv := r.cfg.Interval; iv > 0 {
-		out = append(out, component{name: "reload interval", run: func(ctx context.Context) error { r.every(ctx, iv); return nil }})
+		out = append(out, supervise.Component{Name: "reload interval", Run: func(ctx context.Context) error { r.every(ctx, iv); return nil }})
 	}
 	return out
 }
