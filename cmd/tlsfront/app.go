@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,12 +57,8 @@ type app struct {
 	// draining is set on SIGTERM: /readyz fails while tlsfront keeps
 	// accepting for the shutdown delay.
 	draining atomic.Bool
-	// backendCheck caches the last backend reachability check.
-	backendCheck struct {
-		mu  sync.Mutex
-		at  time.Time
-		err error
-	}
+	// backends answers /readyz with ready_requires_backend.
+	backends *proxy.BackendCheck
 }
 
 // boundListener is a configured listener, built and bound.
@@ -108,7 +103,8 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 // no socket and starts nothing (check-config --load runs it beside a
 // running tlsfront): serve binds and runs.
 func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*app, error) {
-	a := &app{cfg: cfg, log: log, addrs: map[string]net.Addr{}, redisCheck: o.redisCheck}
+	a := &app{cfg: cfg, log: log, addrs: map[string]net.Addr{}, redisCheck: o.redisCheck,
+		backends: &proxy.BackendCheck{Listeners: cfg.Listeners}}
 	if err := a.buildLimiter(); err != nil {
 		return nil, err
 	}
@@ -385,36 +381,7 @@ func (a *app) ready() error {
 	}
 	err := a.mon.Ready()
 	if a.cfg.Monitor.ReadyRequiresBackend {
-		err = errors.Join(err, a.backendsReachable())
+		err = errors.Join(err, a.backends.Reachable())
 	}
 	return err
-}
-
-// backendsReachable dials each listener's default backend, at most once
-// every few seconds whatever the probe rate, so readiness checks cannot
-// load the broker.
-func (a *app) backendsReachable() error {
-	a.backendCheck.mu.Lock()
-	defer a.backendCheck.mu.Unlock()
-	if time.Since(a.backendCheck.at) < 5*time.Second {
-		return a.backendCheck.err
-	}
-	var errs []error
-	for _, l := range a.listeners {
-		if !l.kind.Backend {
-			continue
-		}
-		be, err := proxy.ParseBackend(l.cfg.Backend)
-		if err != nil {
-			continue
-		}
-		c, err := net.DialTimeout(be.Network, be.Address, 2*time.Second)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listener %s: backend %s unreachable: %w", l.cfg.Name, be, err))
-			continue
-		}
-		c.Close()
-	}
-	a.backendCheck.at, a.backendCheck.err = time.Now(), errors.Join(errs...)
-	return a.backendCheck.err
 }
