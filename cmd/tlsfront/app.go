@@ -191,15 +191,7 @@ func (a *app) buildCertificates(ctx context.Context) error {
 	if a.cfg.StateDir != "" {
 		trust.CacheDir = filepath.Join(a.cfg.StateDir, "intermediates")
 	}
-	var files []certs.FileCert
-	var folders []certs.FolderSource
-	for i, cc := range a.cfg.Certificates {
-		if f, ok := cc.folder(); ok {
-			folders = append(folders, f)
-			continue
-		}
-		files = append(files, certs.FileCert{ID: cc.id(), CertFile: cc.Cert, KeyFile: cc.Key, Entry: fmt.Sprintf("certificates[%d]", i)})
-	}
+	files, folders := certs.Sources(a.cfg.Certificates)
 	m, err := certs.NewManager(certs.ManagerOptions{
 		Files:            files,
 		Folders:          folders,

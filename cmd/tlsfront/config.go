@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,7 +38,7 @@ type config struct {
 	ReusePort    bool                   `yaml:"reuse_port"`
 	Log          logConfig              `yaml:"log"`
 	Trust        certs.TrustOptions     `yaml:"trust"`
-	Certificates []certConfig           `yaml:"certificates"`
+	Certificates []certs.CertConfig     `yaml:"certificates"`
 	Listeners    []proxy.ListenerConfig `yaml:"listeners"`
 
 	// Redis is where a fleet shares certificates, the ACME account,
@@ -62,35 +61,6 @@ type logConfig struct {
 	Format string `yaml:"format"`
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
-}
-
-type certConfig struct {
-	// Name identifies the certificate in logs and status; default its
-	// file name. For a folder it prefixes the IDs of its pairs
-	// (name/subfolder).
-	Name string `yaml:"name"`
-	Cert string `yaml:"cert"`
-	// Key defaults to Cert (a combined PEM).
-	Key string `yaml:"key"`
-	// Dir makes the entry a folder of pairs (certs.FolderSource): without
-	// cert, certbot's live/ or Kubernetes TLS secrets; with cert, a
-	// pattern with one * ("*.crt") and key saying where each key is
-	// ("{name}.key").
-	Dir string `yaml:"dir"`
-}
-
-// folder is the entry as a folder of pairs; ok is false for one
-// certificate.
-func (cc certConfig) folder() (f certs.FolderSource, ok bool) {
-	return certs.FolderSource{Dir: cc.Dir, Cert: cc.Cert, Key: cc.Key, Prefix: cc.Name}, cc.Dir != ""
-}
-
-// id names the certificate in logs, metrics and reload results.
-func (cc certConfig) id() string {
-	if cc.Name != "" {
-		return cc.Name
-	}
-	return filepath.Base(cc.Cert)
 }
 
 func defaultConfig() *config {

@@ -102,12 +102,12 @@ func (s *sidecarFlags) apply(cfg *config) error {
 	if s.wsListen != "" || s.wsBackend != "" {
 		cfg.Listeners = append(cfg.Listeners, listener("ws", "http", s.wsListen, s.wsBackend))
 	}
-	certs, keys := s.cert.values, s.key.values
-	if len(keys) > 0 && len(keys) != len(certs) {
-		return fmt.Errorf("--key given %d times for %d --cert: give one --key per --cert, in the same order, or none when each certificate file also holds its key", len(keys), len(certs))
+	certFiles, keys := s.cert.values, s.key.values
+	if len(keys) > 0 && len(keys) != len(certFiles) {
+		return fmt.Errorf("--key given %d times for %d --cert: give one --key per --cert, in the same order, or none when each certificate file also holds its key", len(keys), len(certFiles))
 	}
-	for i, c := range certs {
-		cc := certConfig{Name: "main", Cert: c}
+	for i, c := range certFiles {
+		cc := certs.CertConfig{Name: "main", Cert: c}
 		if i > 0 {
 			cc.Name = fmt.Sprintf("main-%d", i+1)
 		}

@@ -59,14 +59,8 @@ func (c *config) validate() error {
 		bad("certificates", "none configured; give --cert and --key, a certificates section, or acme")
 	}
 	for i, cc := range c.Certificates {
-		if f, ok := cc.folder(); ok {
-			if err := f.Validate(); err != nil {
-				bad(fmt.Sprintf("certificates[%d]", i), "%v", strings.ReplaceAll(err.Error(), "\n", "; "))
-			}
-			continue
-		}
-		if cc.Cert == "" {
-			bad(fmt.Sprintf("certificates[%d].cert", i), "missing: path of the PEM certificate (leaf first), or dir: a folder of them")
+		if err := cc.Validate(fmt.Sprintf("certificates[%d]", i)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := c.Trust.Validate(); err != nil {
