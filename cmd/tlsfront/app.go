@@ -197,7 +197,7 @@ func (a *app) buildCertificates(ctx context.Context) error {
 		Folders:          folders,
 		Trust:            trust,
 		ClientCAFile:     a.cfg.ClientAuth.CAFile,
-		ClientCARequired: a.cfg.ClientAuth.required(),
+		ClientCARequired: a.cfg.ClientAuth.CertRequired(),
 		RoutedNames:      a.cfg.routedNames(),
 		Dynamic:          dynamic,
 		Reporter:         a.rep,
@@ -233,7 +233,7 @@ func (a *app) buildListeners() error {
 // other parts.
 func (a *app) buildListener(lc proxy.ListenerConfig) (proxy.Listener, error) {
 	d := proxy.ListenerDeps{
-		ClientCertsVerified: a.cfg.ClientAuth.enabled(),
+		ClientCertsVerified: a.cfg.ClientAuth.Enabled(),
 		Limiter:             a.limiter,
 		Reporter:            a.rep,
 		KnownName:           a.certs.Covers,

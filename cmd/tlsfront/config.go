@@ -49,11 +49,11 @@ type config struct {
 	SessionTickets tickets.Config `yaml:"session_tickets"`
 
 	// Sections owned by their own files.
-	Limits     limitsSection    `yaml:"limits"` // config_limits.go
-	ACME       certs.ACMEConfig `yaml:"acme"`
-	Monitor    monitorSection   `yaml:"monitor"`     // config_monitor.go
-	Reload     reloadConfig     `yaml:"reload"`      // config_reload.go
-	ClientAuth clientAuthConfig `yaml:"client_auth"` // config_reload.go
+	Limits     limitsSection          `yaml:"limits"` // config_limits.go
+	ACME       certs.ACMEConfig       `yaml:"acme"`
+	Monitor    monitorSection         `yaml:"monitor"` // config_monitor.go
+	Reload     reloadConfig           `yaml:"reload"`  // config_reload.go
+	ClientAuth certs.ClientAuthConfig `yaml:"client_auth"`
 }
 
 type logConfig struct {

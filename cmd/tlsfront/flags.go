@@ -152,7 +152,7 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 		cfg.Reload.registerFlags(fs)
 	})
 	c.section("Trust", func(fs *flag.FlagSet) { bindTrustFlags(fs, &cfg.Trust) })
-	c.section("Client certificates (mTLS)", cfg.ClientAuth.registerFlags)
+	c.section("Client certificates (mTLS)", func(fs *flag.FlagSet) { bindClientAuthFlags(fs, &cfg.ClientAuth) })
 	c.section("ACME", func(fs *flag.FlagSet) { registerACMEFlags(fs, &cfg.ACME) })
 	c.section("Fleet (shared state, session resumption)", func(fs *flag.FlagSet) {
 		fs.StringVar(&cfg.Redis.URL, "redis", cfg.Redis.URL, "`URL` of the Redis (or Valkey) a fleet shares certificates, ACME state, locks and ticket keys in: redis://, rediss://, unix:// or redis+sentinel://")

@@ -667,17 +667,17 @@ func TestReloadConfig(t *testing.T) {
 		want func(t *testing.T, c *config)
 	}{
 		{name: "defaults", want: func(t *testing.T, c *config) {
-			if !c.Reload.watch() || c.Reload.Debounce != defaultDebounce || c.Reload.Interval != 0 || c.ClientAuth.enabled() {
+			if !c.Reload.watch() || c.Reload.Debounce != defaultDebounce || c.Reload.Interval != 0 || c.ClientAuth.Enabled() {
 				t.Fatalf("defaults: %+v %+v", c.Reload, c.ClientAuth)
 			}
 		}},
 		{name: "flags", args: []string{"--no-watch", "--reload-debounce", "2s", "--reload-interval", "1h", "--client-ca", "/ca.pem", "--client-cert-optional"}, want: func(t *testing.T, c *config) {
-			if c.Reload.watch() || c.Reload.Debounce != 2*time.Second || c.Reload.Interval != time.Hour || c.ClientAuth.CAFile != "/ca.pem" || c.ClientAuth.required() {
+			if c.Reload.watch() || c.Reload.Debounce != 2*time.Second || c.Reload.Interval != time.Hour || c.ClientAuth.CAFile != "/ca.pem" || c.ClientAuth.CertRequired() {
 				t.Fatalf("flags: %+v %+v", c.Reload, c.ClientAuth)
 			}
 		}},
 		{name: "yaml", yaml: "reload: {watch: false, debounce: 1s, interval: 30m}\nclient_auth: {ca_file: /ca.pem}\n", want: func(t *testing.T, c *config) {
-			if c.Reload.watch() || c.Reload.Debounce != time.Second || c.Reload.Interval != 30*time.Minute || !c.ClientAuth.required() {
+			if c.Reload.watch() || c.Reload.Debounce != time.Second || c.Reload.Interval != 30*time.Minute || !c.ClientAuth.CertRequired() {
 				t.Fatalf("yaml: %+v %+v", c.Reload, c.ClientAuth)
 			}
 		}},

@@ -51,7 +51,7 @@ func (c *config) validate() error {
 		if err := l.Validate(f); err != nil {
 			errs = append(errs, err)
 		}
-		if !l.ClientAllow.Empty() && !c.ClientAuth.enabled() {
+		if !l.ClientAllow.Empty() && !c.ClientAuth.Enabled() {
 			bad(f+".client_allow", "needs client_auth.ca_file (--client-ca): only certificates that verify are checked against the list")
 		}
 	}
@@ -77,10 +77,13 @@ func (c *config) validate() error {
 	if err := c.ACME.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, v := range []interface{ validate() error }{&c.Limits, &c.Monitor, &c.Reload, &c.ClientAuth} {
+	for _, v := range []interface{ validate() error }{&c.Limits, &c.Monitor, &c.Reload} {
 		if err := v.validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.ClientAuth.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
