@@ -14,6 +14,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
+	"github.com/tlsfront/tlsfront/internal/adminguard"
 	"github.com/tlsfront/tlsfront/proxy"
 )
 
@@ -23,8 +24,8 @@ type config struct {
 	// Admin is the address of the admin listener (health, metrics,
 	// status, reload). Loopback by default: it is not for the world.
 	Admin string `yaml:"admin"`
-	// AdminGuard guards the admin listener; see admin.go.
-	AdminGuard adminConfig `yaml:"admin_guard"`
+	// AdminGuard guards the admin listener.
+	AdminGuard adminguard.Config `yaml:"admin_guard"`
 	// StateDir holds what tlsfront keeps between runs (ACME account and
 	// certificates, fetched intermediates).
 	StateDir      string        `yaml:"state_dir"`

@@ -9,8 +9,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/tlsfront/tlsfront/internal/adminguard"
 )
 
 // runReload asks a running tlsfront's admin listener to reload its
@@ -43,11 +44,11 @@ func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// web page could send cross-site.
 	req.Header.Set("Content-Type", "application/json")
 	if *tokenFile != "" {
-		tok, err := os.ReadFile(*tokenFile)
+		tok, err := adminguard.ReadTokenFile(*tokenFile)
 		if err != nil {
 			return &usageError{fmt.Errorf("reload: %w", err)}
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
