@@ -263,12 +263,12 @@ func (a *app) bind() (err error) {
 			a.closeListeners()
 		}
 	}()
-	inherited, err := sdnotify.Listeners()
+	socks, err := sdnotify.OpenSockets(a.cfg.ReusePort, a.log)
 	if err != nil {
 		return err
 	}
 	for i, l := range a.listeners {
-		ln, err := a.listen(inherited, l.cfg.Name, l.cfg.Listen)
+		ln, err := socks.Listen(l.cfg.Name, l.cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("listeners[%d] (%s): %w", i, l.cfg.Name, err)
 		}
@@ -276,35 +276,15 @@ func (a *app) bind() (err error) {
 		a.addrs[l.cfg.Name] = ln.Addr()
 	}
 	for _, h := range a.httpServers() {
-		ln, err := a.listen(inherited, h.name, *h.addr)
+		ln, err := socks.Listen(h.name, *h.addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.name, err)
 		}
 		*h.ln = ln
 		*h.addr = ln.Addr().String()
 	}
-	for name, ln := range inherited {
-		a.log.Warn("socket activation: a socket matches no listener; closing it", "socket", name)
-		ln.Close()
-	}
+	socks.CloseUnused()
 	return nil
-}
-
-// listen takes the socket systemd passed for name (or for its address),
-// else binds addr, with SO_REUSEPORT when reuse_port is set.
-func (a *app) listen(inherited map[string]net.Listener, name, addr string) (net.Listener, error) {
-	for _, key := range []string{name, addr} {
-		if ln, ok := inherited[key]; ok {
-			delete(inherited, key)
-			a.log.Info("using the socket systemd passed", "listener", name, "addr", ln.Addr().String())
-			return ln, nil
-		}
-	}
-	lc := net.ListenConfig{}
-	if a.cfg.ReusePort {
-		lc.Control = sdnotify.ReusePort
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 func (a *app) closeListeners() {
