@@ -398,6 +398,22 @@ func (a *ACME) Manage(ctx context.Context, names []string) error {
 	return nil
 }
 
+// Run starts management with the challenge listeners in ch, manages
+// names, and stops when ctx ends. Not starting is an error, so that the
+// owner does not go on serving without the certificates it was asked to
+// obtain.
+func (a *ACME) Run(ctx context.Context, ch ChallengeAddrs, names []string) error {
+	if err := a.Start(ch); err != nil {
+		return err
+	}
+	defer a.Stop()
+	if err := a.Manage(ctx, names); err != nil {
+		return fmt.Errorf("names %v not managed: %w", names, err)
+	}
+	<-ctx.Done()
+	return nil
+}
+
 // Stop stops certificate maintenance and waits for its goroutine, and
 // cancels on-demand attempts under way and waits for their workers.
 // Certificates already in memory are still served. Background obtains

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 
 	"github.com/tlsfront/tlsfront/certs"
@@ -26,19 +25,10 @@ func (a *app) acmeOptions() (certs.ACMEOptions, error) {
 	return o, nil
 }
 
-// runACME starts certificate management once the listeners are bound, and
-// stops it when ctx ends. Not starting fails tlsfront: it would otherwise
-// serve without the certificates it was asked to obtain.
+// runACME starts certificate management once the listeners are bound,
+// and stops it when ctx ends.
 func (a *app) runACME(ctx context.Context) error {
-	if err := a.acme.Start(a.challengeAddrs()); err != nil {
-		return err
-	}
-	defer a.acme.Stop()
-	if err := a.acme.Manage(ctx, a.cfg.ACME.Names); err != nil {
-		return fmt.Errorf("names %v not managed: %w", a.cfg.ACME.Names, err)
-	}
-	<-ctx.Done()
-	return nil
+	return a.acme.Run(ctx, a.challengeAddrs(), a.cfg.ACME.Names)
 }
 
 // challengeAddrs picks the bound listeners that answer challenges: the
