@@ -8,7 +8,6 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
 	"github.com/tlsfront/tlsfront/internal/supervise"
@@ -47,11 +46,7 @@ func (a *app) storage() certmagic.Storage {
 	if a.redis != nil {
 		return a.redis
 	}
-	dir := a.cfg.ACME.Storage
-	if dir == "" {
-		dir = certs.DefaultACMEStorage(a.cfg.StateDir)
-	}
-	return &certmagic.FileStorage{Path: filepath.Clean(dir)}
+	return &certmagic.FileStorage{Path: filepath.Clean(a.cfg.ACME.StorageDir(a.cfg.StateDir))}
 }
 
 // watchRedis checks the shared storage until ctx ends; when Redis
