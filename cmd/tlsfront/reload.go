@@ -59,23 +59,12 @@ func (r *reloads) reload(ctx context.Context, trigger string, hold bool) ([]cert
 	return r.certs.Reload(ctx, trigger, hold)
 }
 
-// reloadResponse is POST /reload's answer, read by `tlsfront reload`.
-type reloadResponse struct {
-	OK           bool           `json:"ok"`
-	Certificates []certs.Result `json:"certificates"`
-}
-
 // serveHTTP is POST /reload, for renewal hooks (certbot --deploy-hook,
 // acme.sh --reloadcmd, win-acme): 200 when every certificate reloaded or
 // was unchanged, 500 when any was refused, with the reasons.
 func (r *reloads) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	results, _ := r.reload(req.Context(), "admin", false)
-	resp := reloadResponse{OK: true, Certificates: results}
-	for _, res := range results {
-		if res.Result == certs.Failed {
-			resp.OK = false
-		}
-	}
+	resp := certs.NewReloadReport(results)
 	w.Header().Set("Content-Type", "application/json")
 	if !resp.OK {
 		w.WriteHeader(http.StatusInternalServerError)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/adminguard"
 )
 
@@ -55,24 +56,12 @@ func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("reload: %w (is tlsfront running with its admin listener on %s? set --admin)", err, *admin)
 	}
 	defer resp.Body.Close()
-	var out reloadResponse
+	var out certs.ReloadReport
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err := json.Unmarshal(body, &out); err != nil {
 		return fmt.Errorf("reload: %s answered %s: %s", *admin, resp.Status, body)
 	}
-	for _, r := range out.Certificates {
-		line := fmt.Sprintf("%-24s %s", r.ID, r.Result)
-		if r.Serial != "" {
-			line += " serial " + r.Serial
-		}
-		if r.NotAfter != nil {
-			line += " until " + r.NotAfter.Format(time.RFC3339)
-		}
-		if r.Error != "" {
-			line += "\n  " + r.Error
-		}
-		fmt.Fprintln(stdout, line)
-	}
+	out.WriteText(stdout)
 	if !out.OK {
 		return &silentError{errors.New("reload refused")}
 	}
