@@ -491,3 +491,20 @@ func TestACMERun(t *testing.T) {
 		t.Fatal("Run after stop: want an error")
 	}
 }
+
+// TestChallengeAddrsAdd: the first plain listener answers HTTP-01; a TLS
+// listener on 443 answers TLS-ALPN-01 over one offered before it.
+func TestChallengeAddrsAdd(t *testing.T) {
+	plain1, plain2 := &net.TCPAddr{Port: 8080}, &net.TCPAddr{Port: 80}
+	tls1, tls443, tls3 := &net.TCPAddr{Port: 8883}, &net.TCPAddr{Port: 443}, &net.TCPAddr{Port: 8443}
+	var ch certs.ChallengeAddrs
+	for _, l := range []struct {
+		addr net.Addr
+		tls  bool
+	}{{plain1, false}, {tls1, true}, {plain2, false}, {tls443, true}, {tls3, true}} {
+		ch.Add(l.addr, l.tls)
+	}
+	if ch.HTTP != plain1 || ch.TLS != tls443 {
+		t.Fatalf("HTTP-01 on %v, TLS-ALPN-01 on %v", ch.HTTP, ch.TLS)
+	}
+}

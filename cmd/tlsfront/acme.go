@@ -37,16 +37,7 @@ func (a *app) runACME(ctx context.Context) error {
 func (a *app) challengeAddrs() certs.ChallengeAddrs {
 	var ch certs.ChallengeAddrs
 	for _, l := range a.listeners {
-		addr := l.ln.Addr()
-		if !l.kind.TLS {
-			if ch.HTTP == nil {
-				ch.HTTP = addr
-			}
-			continue
-		}
-		if ch.TLS == nil || portOfAddr(addr) == 443 {
-			ch.TLS = addr
-		}
+		ch.Add(l.ln.Addr(), l.kind.TLS)
 	}
 	return ch
 }
@@ -60,11 +51,4 @@ func (c *config) hasChallengePort() bool {
 		}
 	}
 	return false
-}
-
-func portOfAddr(a net.Addr) int {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.Port
-	}
-	return 0
 }
