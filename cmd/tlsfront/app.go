@@ -161,13 +161,7 @@ func (a *app) buildLimiter() error {
 		return fmt.Errorf("limits: %w", err)
 	}
 	a.limiter = l
-	eff := l.Config()
-	a.log.Info("limits on",
-		"client_rate", eff.ClientRate, "client_burst", eff.ClientBurst, "client_max_conns", eff.ClientMaxConns,
-		"penalty_failures", eff.PenaltyFailures, "penalty_window", eff.PenaltyWindow.String(),
-		"max_conns", eff.MaxConns, "max_handshakes", eff.MaxHandshakes, "refusal_delay", eff.RefusalDelay.String(),
-		"backend_rate", eff.BackendRate, "backend_wait", eff.BackendWait.String(), "breaker_failures", eff.BreakerFailures,
-		"mqtt_client_id_rate", eff.ClientIDRate, "max_clients", eff.MaxClients)
+	a.log.Info("limits on", l.Config().LogAttrs()...)
 	a.components = append(a.components, supervise.Component{Name: "limits", Run: func(ctx context.Context) error { l.Run(ctx); return nil }})
 	return nil
 }
