@@ -143,6 +143,18 @@ const kindNames = "tcp, http or redirect"
 // that does not exist (Validate reports it).
 func (l *ListenerConfig) Spec() KindSpec { return kinds[l.Kind] }
 
+// RoutedNames returns every server name a route of the listeners sends
+// somewhere; each must be covered by a certificate.
+func RoutedNames(listeners []ListenerConfig) []string {
+	var out []string
+	for _, l := range listeners {
+		for _, r := range l.Routes {
+			out = append(out, r.SNI...)
+		}
+	}
+	return out
+}
+
 // Default fills in the kind (tcp) and the name, from the kind and i, the
 // listener's position in the section.
 func (l *ListenerConfig) Default(i int) {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -123,5 +124,17 @@ func TestListenerConfigBuild(t *testing.T) {
 				t.Fatalf("built %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRoutedNames: every routed server name, of every listener, in order.
+func TestRoutedNames(t *testing.T) {
+	got := RoutedNames([]ListenerConfig{
+		{Routes: []RouteConfig{{SNI: []string{"a.example", "b.example"}}, {Host: []string{"c.example"}}}},
+		{Kind: "redirect"},
+		{Routes: []RouteConfig{{SNI: []string{"d.example"}}}},
+	})
+	if want := []string{"a.example", "b.example", "d.example"}; !slices.Equal(got, want) {
+		t.Fatalf("routed %v, want %v", got, want)
 	}
 }

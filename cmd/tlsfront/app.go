@@ -192,7 +192,7 @@ func (a *app) buildCertificates(ctx context.Context) error {
 		Trust:            trust,
 		ClientCAFile:     a.cfg.ClientAuth.CAFile,
 		ClientCARequired: a.cfg.ClientAuth.CertRequired(),
-		RoutedNames:      a.cfg.routedNames(),
+		RoutedNames:      proxy.RoutedNames(a.cfg.Listeners),
 		Dynamic:          dynamic,
 		Reporter:         a.rep,
 		Log:              a.log,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
 
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/supervise"
@@ -15,7 +14,7 @@ import (
 // self-probe of every TLS listener that /readyz depends on, alerts and the
 // failed-handshake log. It starts nothing; it runs as a component.
 func (a *app) buildMonitor() error {
-	if err := a.cfg.checkProbeAddress(a.cfg.Monitor.ProbeAddress); err != nil {
+	if err := a.cfg.Monitor.CheckProbeAddress(a.cfg.tlsListeners()); err != nil {
 		return err
 	}
 	o := a.cfg.Monitor.Options
@@ -81,24 +80,6 @@ func (a *app) monitorListeners() []monitor.Listener {
 		out = append(out, ml)
 	}
 	return out
-}
-
-// checkProbeAddress rejects a host:port probe address that cannot say which
-// listener it reaches.
-func (c *config) checkProbeAddress(pa string) error {
-	if _, _, err := net.SplitHostPort(pa); pa == "" || err != nil {
-		return nil
-	}
-	n := 0
-	for _, lc := range c.Listeners {
-		if lc.Spec().TLS {
-			n++
-		}
-	}
-	if n > 1 {
-		return fmt.Errorf("monitor.probe_address: %q names one port but there are %d TLS listeners; give only the host, and each listener's own port is used", pa, n)
-	}
-	return nil
 }
 
 // probeRoots are the roots the probe verifies against, as clients would:

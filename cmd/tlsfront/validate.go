@@ -55,7 +55,7 @@ func (c *config) validate() error {
 			bad(f+".client_allow", "needs client_auth.ca_file (--client-ca): only certificates that verify are checked against the list")
 		}
 	}
-	if len(c.Certificates) == 0 && !c.ACME.On() && c.hasTLSListener() {
+	if len(c.Certificates) == 0 && !c.ACME.On() && c.tlsListeners() > 0 {
 		bad("certificates", "none configured; give --cert and --key, a certificates section, or acme")
 	}
 	for i, cc := range c.Certificates {
@@ -88,25 +88,15 @@ func (c *config) validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *config) hasTLSListener() bool {
+// tlsListeners counts the listeners that terminate TLS.
+func (c *config) tlsListeners() int {
+	n := 0
 	for _, l := range c.Listeners {
 		if l.Spec().TLS {
-			return true
+			n++
 		}
 	}
-	return false
-}
-
-// routedNames returns every server name a route sends somewhere; each must
-// be covered by a certificate.
-func (c *config) routedNames() []string {
-	var out []string
-	for _, l := range c.Listeners {
-		for _, r := range l.Routes {
-			out = append(out, r.SNI...)
-		}
-	}
-	return out
+	return n
 }
 
 func validHostPort(s string) error {
