@@ -157,6 +157,28 @@ type ChallengeAddrs struct {
 	TLS net.Addr
 }
 
+// Add offers a bound listener for challenges: a plain HTTP one for
+// HTTP-01, where the first offered wins, or a TLS one for TLS-ALPN-01,
+// where one on port 443, the CA's, wins over the first.
+func (ch *ChallengeAddrs) Add(addr net.Addr, tls bool) {
+	if !tls {
+		if ch.HTTP == nil {
+			ch.HTTP = addr
+		}
+		return
+	}
+	if ch.TLS == nil || portOfAddr(addr) == 443 {
+		ch.TLS = addr
+	}
+}
+
+func portOfAddr(a net.Addr) int {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.Port
+	}
+	return 0
+}
+
 // NotHereError is the refusal of an on-demand name that does not resolve
 // to this host.
 type NotHereError struct {
@@ -395,6 +417,22 @@ func (a *ACME) Manage(ctx context.Context, names []string) error {
 	if err := r.managed.ManageAsync(ctx, names); err != nil {
 		return fmt.Errorf("acme: manage: %w", err)
 	}
+	return nil
+}
+
+// Run starts management with the challenge listeners in ch, manages
+// names, and stops when ctx ends. Not starting is an error, so that the
+// owner does not go on serving without the certificates it was asked to
+// obtain.
+func (a *ACME) Run(ctx context.Context, ch ChallengeAddrs, names []string) error {
+	if err := a.Start(ch); err != nil {
+		return err
+	}
+	defer a.Stop()
+	if err := a.Manage(ctx, names); err != nil {
+		return fmt.Errorf("names %v not managed: %w", names, err)
+	}
+	<-ctx.Done()
 	return nil
 }
 

@@ -143,13 +143,19 @@ func (c *ACMEConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// StorageDir is the folder of the account, certificates and locks:
+// Storage, else the default under stateDir.
+func (c *ACMEConfig) StorageDir(stateDir string) string {
+	if c.Storage != "" {
+		return c.Storage
+	}
+	return DefaultACMEStorage(stateDir)
+}
+
 // Options turns the section into ACMEOptions, reading the CA root file.
 // stateDir holds the storage folder unless Storage names one.
 func (c *ACMEConfig) Options(stateDir string) (ACMEOptions, error) {
-	o := ACMEOptions{CA: c.CA, Email: c.Email, EABKeyID: c.EABKeyID, EABHMAC: c.EABHMAC, Storage: c.Storage}
-	if o.Storage == "" {
-		o.Storage = DefaultACMEStorage(stateDir)
-	}
+	o := ACMEOptions{CA: c.CA, Email: c.Email, EABKeyID: c.EABKeyID, EABHMAC: c.EABHMAC, Storage: c.StorageDir(stateDir)}
 	if c.CARoot != "" {
 		pool, err := ReadPool(c.CARoot)
 		if err != nil {

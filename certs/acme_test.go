@@ -459,3 +459,52 @@ func TestWrapTLSConfigKeepsClientALPN(t *testing.T) {
 		})
 	}
 }
+
+// TestACMERun: Run manages until its context ends and stops then, so
+// nothing can be managed after it returns; a stopped ACME does not run
+// again.
+func TestACMERun(t *testing.T) {
+	// A CA no one answers at: with the default one, Let's Encrypt, the
+	// certmagic state this leaves behind held up later tests' renewals.
+	a, err := certs.NewACME(certs.ACMEOptions{Storage: t.TempDir(), CA: "https://127.0.0.1:1/directory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing contacts the CA without names, so no one answers here.
+	ch := certs.ChallengeAddrs{HTTP: testnet.Listen(t).Addr()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ch, nil) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if err := a.Manage(context.Background(), []string{"late.tlsfront.test"}); err == nil {
+		t.Fatal("Manage after Run returned: want an error")
+	}
+	if err := a.Run(context.Background(), ch, nil); err == nil {
+		t.Fatal("Run after stop: want an error")
+	}
+}
+
+// TestChallengeAddrsAdd: the first plain listener answers HTTP-01; a TLS
+// listener on 443 answers TLS-ALPN-01 over one offered before it.
+func TestChallengeAddrsAdd(t *testing.T) {
+	plain1, plain2 := &net.TCPAddr{Port: 8080}, &net.TCPAddr{Port: 80}
+	tls1, tls443, tls3 := &net.TCPAddr{Port: 8883}, &net.TCPAddr{Port: 443}, &net.TCPAddr{Port: 8443}
+	var ch certs.ChallengeAddrs
+	for _, l := range []struct {
+		addr net.Addr
+		tls  bool
+	}{{plain1, false}, {tls1, true}, {plain2, false}, {tls443, true}, {tls3, true}} {
+		ch.Add(l.addr, l.tls)
+	}
+	if ch.HTTP != plain1 || ch.TLS != tls443 {
+		t.Fatalf("HTTP-01 on %v, TLS-ALPN-01 on %v", ch.HTTP, ch.TLS)
+	}
+}

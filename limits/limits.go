@@ -463,6 +463,18 @@ func (l *Limiter) Config() Config {
 	return l.cfg
 }
 
+// LogAttrs are the main limits as slog key-value pairs, named as their
+// keys, for the line that says which limits are in force.
+func (c Config) LogAttrs() []any {
+	return []any{
+		"client_rate", c.ClientRate, "client_burst", c.ClientBurst, "client_max_conns", c.ClientMaxConns,
+		"penalty_failures", c.PenaltyFailures, "penalty_window", c.PenaltyWindow.String(),
+		"max_conns", c.MaxConns, "max_handshakes", c.MaxHandshakes, "refusal_delay", c.RefusalDelay.String(),
+		"backend_rate", c.BackendRate, "backend_wait", c.BackendWait.String(), "breaker_failures", c.BreakerFailures,
+		"mqtt_client_id_rate", c.ClientIDRate, "max_clients", c.MaxClients,
+	}
+}
+
 func (l *Limiter) nanotime() int64 { return int64(l.now().Sub(l.epoch)) }
 
 func noop() {}

@@ -1090,3 +1090,21 @@ func TestClientTableFullOfBoxedClients(t *testing.T) {
 		t.Fatalf("Stats = %+v after the boxes ended, want not full and an eviction", st)
 	}
 }
+
+// TestLogAttrs: the log line names each limit by its key, with
+// durations as text.
+func TestLogAttrs(t *testing.T) {
+	c := DefaultConfig()
+	c.PenaltyWindow = time.Minute
+	attrs := c.LogAttrs()
+	if len(attrs)%2 != 0 {
+		t.Fatalf("odd attrs %v", attrs)
+	}
+	got := map[string]any{}
+	for i := 0; i < len(attrs); i += 2 {
+		got[attrs[i].(string)] = attrs[i+1]
+	}
+	if got["penalty_window"] != "1m0s" || got["client_rate"] != c.ClientRate || got["max_clients"] != c.MaxClients {
+		t.Fatalf("attrs %v", got)
+	}
+}

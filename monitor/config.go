@@ -73,6 +73,18 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckProbeAddress rejects a host:port probe_address when there are
+// several TLS listeners: one port cannot say which listener it reaches.
+func (o Options) CheckProbeAddress(tlsListeners int) error {
+	if _, _, err := net.SplitHostPort(o.ProbeAddress); o.ProbeAddress == "" || err != nil {
+		return nil
+	}
+	if tlsListeners > 1 {
+		return fmt.Errorf("monitor.probe_address: %q names one port but there are %d TLS listeners; give only the host, and each listener's own port is used", o.ProbeAddress, tlsListeners)
+	}
+	return nil
+}
+
 const day = 24 * time.Hour
 
 // Durations is a list of durations that also takes a d suffix for days,

@@ -19,3 +19,27 @@ func TestProbeDialAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckProbeAddress: a port in probe_address is fine for one TLS
+// listener, refused for several; a host alone is always fine.
+func TestCheckProbeAddress(t *testing.T) {
+	tests := []struct {
+		name string
+		addr string
+		tls  int
+		bad  bool
+	}{
+		{name: "none", tls: 3},
+		{name: "host", addr: "mqtt.example.com", tls: 3},
+		{name: "host:port, one listener", addr: "mqtt.example.com:8883", tls: 1},
+		{name: "host:port, two listeners", addr: "mqtt.example.com:8883", tls: 2, bad: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Options{ProbeAddress: tc.addr}.CheckProbeAddress(tc.tls)
+			if (err != nil) != tc.bad {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}

@@ -19,6 +19,10 @@
 // Redirect is the plain HTTP listener that sends clients to https; it and
 // Server share the Listener interface.
 //
+// ListenerConfig is a listener's section of the configuration file: it
+// owns the YAML keys, their validation (errors name the keys) and the one
+// table of listener kinds, and Build turns it into a Server or Redirect.
+//
 // tlsfront's own self-probe offers report.ProbeALPN; the front completes
 // its handshake and ends the connection there, so a probe never reaches a
 // backend and is reported as a probe.

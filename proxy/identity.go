@@ -21,14 +21,14 @@ import (
 // DNS names compare without regard to case; the others exactly. The zero
 // value lists nothing and is not a check: Options.ClientAllow is nil then.
 type ClientAllow struct {
-	CN  []string
-	OU  []string
-	DNS []string
-	URI []string
+	CN  []string `yaml:"cn"`
+	OU  []string `yaml:"ou"`
+	DNS []string `yaml:"dns"`
+	URI []string `yaml:"uri"`
 }
 
-// empty reports whether a lists nothing.
-func (a *ClientAllow) empty() bool {
+// Empty reports whether a lists nothing.
+func (a *ClientAllow) Empty() bool {
 	return a == nil || len(a.CN)+len(a.OU)+len(a.DNS)+len(a.URI) == 0
 }
 

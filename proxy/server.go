@@ -200,7 +200,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, log: o.Log.With("listener", o.Name), rep: report.OrDiscard(o.Reporter), active: map[*conn]net.Conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tls = serverTLSConfig(o.TLS, o.TLSPolicy)
-	if !o.ClientAllow.empty() {
+	if !o.ClientAllow.Empty() {
 		if s.tls.ClientAuth == tls.NoClientCert {
 			return nil, fmt.Errorf("listener %s: a client allow list needs client certificates, and the TLS configuration asks for none", o.Name)
 		}

@@ -4,27 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/tlsfront/tlsfront/internal/adminguard"
 )
-
-// adminConfig is what guards the admin listener.
-type adminConfig struct {
-	// Hosts are names the admin listener may be reached by besides IP
-	// addresses and localhost: a request whose Host header names anything
-	// else is refused, so a web page cannot read /status through DNS
-	// rebinding.
-	Hosts []string `yaml:"hosts"`
-	// TokenFile holds a bearer token every request but /healthz and
-	// /readyz must carry; for an admin listener beyond loopback.
-	TokenFile string `yaml:"token_file"`
-	// Metrics is the address of a listener that serves only /metrics,
-	// with no token, for Prometheus; empty for none.
-	Metrics string `yaml:"metrics"`
-}
 
 // httpServer is one of tlsfront's own plain HTTP listeners.
 type httpServer struct {
@@ -49,17 +32,11 @@ func (a *app) httpServers() []httpServer {
 // buildAdmin builds the admin and metrics listeners' handlers; bind opens
 // their sockets.
 func (a *app) buildAdmin() error {
-	token := ""
-	if f := a.cfg.AdminGuard.TokenFile; f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return &usageError{fmt.Errorf("admin_guard.token_file: %w", err)}
-		}
-		if token = strings.TrimSpace(string(b)); token == "" {
-			return &usageError{fmt.Errorf("admin_guard.token_file: %s is empty; put the bearer token in it", f)}
-		}
+	g, err := a.cfg.AdminGuard.Guard()
+	if err != nil {
+		return &usageError{err}
 	}
-	if a.cfg.Admin != "" && token == "" {
+	if a.cfg.Admin != "" && g.Token == "" {
 		if host, _, _ := net.SplitHostPort(a.cfg.Admin); !adminguard.IsLoopbackHost(host) {
 			a.log.Warn("admin listener is not on loopback and has no token: anyone who reaches it can read status and trigger reloads; set admin_guard.token_file", "admin", a.cfg.Admin)
 		}
@@ -78,7 +55,6 @@ func (a *app) buildAdmin() error {
 	mux.Handle("GET /metrics", a.mon.MetricsHandler())
 	mux.Handle("GET /status", a.mon.StatusHandler())
 	mux.HandleFunc("POST /reload", a.reloads.serveHTTP)
-	g := adminguard.Guard{Hosts: a.cfg.AdminGuard.Hosts, Token: token}
 	a.adminSrv = adminServer(g.Wrap(mux))
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", a.mon.MetricsHandler())

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs/tickets"
 	"github.com/tlsfront/tlsfront/internal/memtrim"
 	"github.com/tlsfront/tlsfront/internal/sdnotify"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/monitor"
 	"github.com/tlsfront/tlsfront/proxy"
@@ -36,7 +36,7 @@ type app struct {
 	// tickets rotates shared session ticket keys; nil without.
 	tickets *tickets.Manager
 	// redisCheck is how often the shared storage is checked; zero for
-	// redisCheckEvery.
+	// redisstore.DefaultWatchEvery.
 	redisCheck time.Duration
 	certs      *certs.Manager
 	rep        report.Sink
@@ -53,34 +53,21 @@ type app struct {
 
 	// components run while serving, in build order; serve stops them in
 	// reverse order.
-	components []component
+	components []supervise.Component
 	serving    atomic.Bool
 	// draining is set on SIGTERM: /readyz fails while tlsfront keeps
 	// accepting for the shutdown delay.
 	draining atomic.Bool
-	// backendCheck caches the last backend reachability check.
-	backendCheck struct {
-		mu  sync.Mutex
-		at  time.Time
-		err error
-	}
+	// backends answers /readyz with ready_requires_backend.
+	backends *proxy.BackendCheck
 }
 
 // boundListener is a configured listener, built and bound.
 type boundListener struct {
-	cfg  listenerConfig
-	kind listenerKind
+	cfg  proxy.ListenerConfig
+	kind proxy.KindSpec
 	srv  proxy.Listener
 	ln   net.Listener
-}
-
-// component is one part that runs while tlsfront serves. run returns when
-// ctx ends, or early with an error, which stops tlsfront. stop, when set,
-// ends run gracefully instead of cancelling its ctx.
-type component struct {
-	name string
-	run  func(ctx context.Context) error
-	stop func(ctx context.Context) error
 }
 
 // appOptions are what a test may add to the assembly.
@@ -117,7 +104,8 @@ func newLogger(c logConfig, w io.Writer) *slog.Logger {
 // no socket and starts nothing (check-config --load runs it beside a
 // running tlsfront): serve binds and runs.
 func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*app, error) {
-	a := &app{cfg: cfg, log: log, addrs: map[string]net.Addr{}, redisCheck: o.redisCheck}
+	a := &app{cfg: cfg, log: log, addrs: map[string]net.Addr{}, redisCheck: o.redisCheck,
+		backends: &proxy.BackendCheck{Listeners: cfg.Listeners}}
 	if err := a.buildLimiter(); err != nil {
 		return nil, err
 	}
@@ -140,27 +128,31 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger, o appOptions) (*
 		return nil, err
 	}
 	a.components = append(a.components, a.reloads.components()...)
-	a.components = append(a.components, component{name: "systemd watchdog", run: sdnotify.Watchdog})
-	if err := a.buildMemoryTrim(); err != nil {
-		return nil, err
+	a.components = append(a.components, supervise.Component{Name: "systemd watchdog", Run: sdnotify.Watchdog})
+	if a.cfg.MemoryTrim.Enabled {
+		t, err := memtrim.New(memtrim.Options{Log: a.log})
+		if err != nil {
+			return nil, fmt.Errorf("memory_trim: %w", err)
+		}
+		a.components = append(a.components, supervise.Component{Name: "memory trim", Run: t.Run})
 	}
 	for _, l := range a.listeners {
-		a.components = append(a.components, component{
-			name: "listener " + l.cfg.Name,
-			run:  func(context.Context) error { return l.srv.Serve(l.ln) },
-			stop: l.srv.Shutdown,
+		a.components = append(a.components, supervise.Component{
+			Name: "listener " + l.cfg.Name,
+			Run:  func(context.Context) error { return l.srv.Serve(l.ln) },
+			Stop: l.srv.Shutdown,
 		})
 	}
 	for _, h := range a.httpServers() {
-		a.components = append(a.components, component{
-			name: h.name,
-			run: func(context.Context) error {
+		a.components = append(a.components, supervise.Component{
+			Name: h.name,
+			Run: func(context.Context) error {
 				// Counted in max_conns without waiting for a slot, and
 				// capped per client, so idle sockets here cannot take the
 				// descriptors the TLS listeners need.
 				return h.srv.Serve(proxy.LimitListener(*h.ln, proxy.PlainLimits{Limiter: a.limiter, MaxConns: 64}))
 			},
-			stop: func(context.Context) error { return h.srv.Close() },
+			Stop: func(context.Context) error { return h.srv.Close() },
 		})
 	}
 	return a, nil
@@ -177,27 +169,8 @@ func (a *app) buildLimiter() error {
 		return fmt.Errorf("limits: %w", err)
 	}
 	a.limiter = l
-	eff := l.Config()
-	a.log.Info("limits on",
-		"client_rate", eff.ClientRate, "client_burst", eff.ClientBurst, "client_max_conns", eff.ClientMaxConns,
-		"penalty_failures", eff.PenaltyFailures, "penalty_window", eff.PenaltyWindow.String(),
-		"max_conns", eff.MaxConns, "max_handshakes", eff.MaxHandshakes, "refusal_delay", eff.RefusalDelay.String(),
-		"backend_rate", eff.BackendRate, "backend_wait", eff.BackendWait.String(), "breaker_failures", eff.BreakerFailures,
-		"mqtt_client_id_rate", eff.ClientIDRate, "max_clients", eff.MaxClients)
-	a.components = append(a.components, component{name: "limits", run: func(ctx context.Context) error { l.Run(ctx); return nil }})
-	return nil
-}
-
-// buildMemoryTrim adds the memory trimmer unless memory_trim is off.
-func (a *app) buildMemoryTrim() error {
-	if !a.cfg.MemoryTrim.Enabled {
-		return nil
-	}
-	t, err := memtrim.New(memtrim.Options{Log: a.log})
-	if err != nil {
-		return fmt.Errorf("memory_trim: %w", err)
-	}
-	a.components = append(a.components, component{name: "memory trim", run: t.Run})
+	a.log.Info("limits on", l.Config().LogAttrs()...)
+	a.components = append(a.components, supervise.Component{Name: "limits", Run: func(ctx context.Context) error { l.Run(ctx); return nil }})
 	return nil
 }
 
@@ -220,22 +193,14 @@ func (a *app) buildCertificates(ctx context.Context) error {
 	if a.cfg.StateDir != "" {
 		trust.CacheDir = filepath.Join(a.cfg.StateDir, "intermediates")
 	}
-	var files []certs.FileCert
-	var folders []certs.FolderSource
-	for i, cc := range a.cfg.Certificates {
-		if f, ok := cc.folder(); ok {
-			folders = append(folders, f)
-			continue
-		}
-		files = append(files, certs.FileCert{ID: cc.id(), CertFile: cc.Cert, KeyFile: cc.Key, Entry: fmt.Sprintf("certificates[%d]", i)})
-	}
+	files, folders := certs.Sources(a.cfg.Certificates)
 	m, err := certs.NewManager(certs.ManagerOptions{
 		Files:            files,
 		Folders:          folders,
 		Trust:            trust,
 		ClientCAFile:     a.cfg.ClientAuth.CAFile,
-		ClientCARequired: a.cfg.ClientAuth.required(),
-		RoutedNames:      a.cfg.routedNames(),
+		ClientCARequired: a.cfg.ClientAuth.CertRequired(),
+		RoutedNames:      proxy.RoutedNames(a.cfg.Listeners),
 		Dynamic:          dynamic,
 		Reporter:         a.rep,
 		Log:              a.log,
@@ -248,7 +213,7 @@ func (a *app) buildCertificates(ctx context.Context) error {
 	}
 	a.certs = m
 	if a.acme != nil {
-		a.components = append(a.components, component{name: "acme", run: a.runACME})
+		a.components = append(a.components, supervise.Component{Name: "acme", Run: a.runACME})
 	}
 	return nil
 }
@@ -257,14 +222,39 @@ func (a *app) buildCertificates(ctx context.Context) error {
 // nothing and binds nothing.
 func (a *app) buildListeners() error {
 	for i, lc := range a.cfg.Listeners {
-		kind := listenerKinds[lc.Kind]
-		srv, err := kind.build(a, lc)
+		srv, err := a.buildListener(lc)
 		if err != nil {
 			return fmt.Errorf("listeners[%d] (%s): %w", i, lc.Name, err)
 		}
-		a.listeners = append(a.listeners, &boundListener{cfg: lc, kind: kind, srv: srv})
+		a.listeners = append(a.listeners, &boundListener{cfg: lc, kind: lc.Spec(), srv: srv})
 	}
 	return nil
+}
+
+// buildListener builds one listener with what its kind takes of the
+// other parts.
+func (a *app) buildListener(lc proxy.ListenerConfig) (proxy.Listener, error) {
+	d := proxy.ListenerDeps{
+		ClientCertsVerified: a.cfg.ClientAuth.Enabled(),
+		Limiter:             a.limiter,
+		Reporter:            a.rep,
+		KnownName:           a.certs.Covers,
+		Log:                 a.log,
+	}
+	if lc.Spec().TLS {
+		d.TLS = a.certs.TLSConfig()
+		if a.tickets != nil {
+			// Every instance encrypts and decrypts tickets with the same
+			// keys, so a client resumes wherever it lands.
+			if err := a.tickets.Apply(d.TLS); err != nil {
+				return nil, fmt.Errorf("session tickets: %w", err)
+			}
+		}
+	}
+	if a.acme != nil {
+		d.WrapRedirect = a.acme.HTTPChallengeHandler
+	}
+	return lc.Build(d)
 }
 
 // bind opens every listening socket, so that a port in use fails the
@@ -275,12 +265,12 @@ func (a *app) bind() (err error) {
 			a.closeListeners()
 		}
 	}()
-	inherited, err := sdnotify.Listeners()
+	socks, err := sdnotify.OpenSockets(a.cfg.ReusePort, a.log)
 	if err != nil {
 		return err
 	}
 	for i, l := range a.listeners {
-		ln, err := a.listen(inherited, l.cfg.Name, l.cfg.Listen)
+		ln, err := socks.Listen(l.cfg.Name, l.cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("listeners[%d] (%s): %w", i, l.cfg.Name, err)
 		}
@@ -288,35 +278,15 @@ func (a *app) bind() (err error) {
 		a.addrs[l.cfg.Name] = ln.Addr()
 	}
 	for _, h := range a.httpServers() {
-		ln, err := a.listen(inherited, h.name, *h.addr)
+		ln, err := socks.Listen(h.name, *h.addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.name, err)
 		}
 		*h.ln = ln
 		*h.addr = ln.Addr().String()
 	}
-	for name, ln := range inherited {
-		a.log.Warn("socket activation: a socket matches no listener; closing it", "socket", name)
-		ln.Close()
-	}
+	socks.CloseUnused()
 	return nil
-}
-
-// listen takes the socket systemd passed for name (or for its address),
-// else binds addr, with SO_REUSEPORT when reuse_port is set.
-func (a *app) listen(inherited map[string]net.Listener, name, addr string) (net.Listener, error) {
-	for _, key := range []string{name, addr} {
-		if ln, ok := inherited[key]; ok {
-			delete(inherited, key)
-			a.log.Info("using the socket systemd passed", "listener", name, "addr", ln.Addr().String())
-			return ln, nil
-		}
-	}
-	lc := net.ListenConfig{}
-	if a.cfg.ReusePort {
-		lc.Control = sdnotify.ReusePort
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 func (a *app) closeListeners() {
@@ -338,22 +308,7 @@ func (a *app) serve(ctx context.Context) error {
 	if err := a.bind(); err != nil {
 		return err
 	}
-	type running struct {
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	errc := make(chan error, len(a.components))
-	runs := make([]running, len(a.components))
-	for i, c := range a.components {
-		cctx, cancel := context.WithCancel(context.Background())
-		runs[i] = running{cancel, make(chan struct{})}
-		go func() {
-			defer close(runs[i].done)
-			if err := c.run(cctx); err != nil && !errors.Is(err, proxy.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) && cctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", c.name, err)
-			}
-		}()
-	}
+	g := supervise.Start(a.components)
 	a.serving.Store(true)
 	sdnotify.Notify("READY=1")
 	bound := map[string]string{}
@@ -374,29 +329,18 @@ func (a *app) serve(ctx context.Context) error {
 			a.log.Info("shutting down: not ready, still accepting", "shutdown_delay", d.String())
 			select {
 			case <-time.After(d):
-			case runErr = <-errc:
+			case runErr = <-g.Failed():
 			}
 		}
 		a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace.String())
-	case runErr = <-errc:
+	case runErr = <-g.Failed():
 		a.log.Error("component failed, shutting down", "err", runErr)
 		sdnotify.Notify("STOPPING=1")
 	}
 	a.serving.Store(false)
 	graceCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
 	defer cancel()
-	// Listeners drain together, not one grace period after another.
-	var wg sync.WaitGroup
-	for _, c := range a.components {
-		if c.stop != nil {
-			wg.Go(func() { c.stop(graceCtx) })
-		}
-	}
-	wg.Wait()
-	for i := len(a.components) - 1; i >= 0; i-- {
-		runs[i].cancel()
-		<-runs[i].done
-	}
+	g.Stop(graceCtx)
 	a.log.Info("stopped")
 	return runErr
 }
@@ -411,36 +355,7 @@ func (a *app) ready() error {
 	}
 	err := a.mon.Ready()
 	if a.cfg.Monitor.ReadyRequiresBackend {
-		err = errors.Join(err, a.backendsReachable())
+		err = errors.Join(err, a.backends.Reachable())
 	}
 	return err
-}
-
-// backendsReachable dials each listener's default backend, at most once
-// every few seconds whatever the probe rate, so readiness checks cannot
-// load the broker.
-func (a *app) backendsReachable() error {
-	a.backendCheck.mu.Lock()
-	defer a.backendCheck.mu.Unlock()
-	if time.Since(a.backendCheck.at) < 5*time.Second {
-		return a.backendCheck.err
-	}
-	var errs []error
-	for _, l := range a.listeners {
-		if !l.kind.backend {
-			continue
-		}
-		be, err := proxy.ParseBackend(l.cfg.Backend)
-		if err != nil {
-			continue
-		}
-		c, err := net.DialTimeout(be.Network, be.Address, 2*time.Second)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listener %s: backend %s unreachable: %w", l.cfg.Name, be, err))
-			continue
-		}
-		c.Close()
-	}
-	a.backendCheck.at, a.backendCheck.err = time.Now(), errors.Join(errs...)
-	return a.backendCheck.err
 }

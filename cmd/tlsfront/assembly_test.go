@@ -64,7 +64,7 @@ func TestClientCAReloadFailureAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, resp := postReload(t, ta)
-	if code != http.StatusInternalServerError || resp.find(t, "client_auth.ca_file").Result != "failed" {
+	if code != http.StatusInternalServerError || findResult(t, resp, "client_auth.ca_file").Result != "failed" {
 		t.Fatalf("POST /reload with a broken client CA bundle = %d %+v", code, resp)
 	}
 	if n := metricSum(t, ta, `tlsfront_certificate_reload_failures_total{cert="client_auth.ca_file"}`); n != 1 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,8 +14,8 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
+	"github.com/tlsfront/tlsfront/internal/adminguard"
 	"github.com/tlsfront/tlsfront/internal/memtrim"
-	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/proxy"
 )
 
@@ -26,8 +25,8 @@ type config struct {
 	// Admin is the address of the admin listener (health, metrics,
 	// status, reload). Loopback by default: it is not for the world.
 	Admin string `yaml:"admin"`
-	// AdminGuard guards the admin listener; see admin.go.
-	AdminGuard adminConfig `yaml:"admin_guard"`
+	// AdminGuard guards the admin listener.
+	AdminGuard adminguard.Config `yaml:"admin_guard"`
 	// StateDir holds what tlsfront keeps between runs (ACME account and
 	// certificates, fetched intermediates).
 	StateDir      string        `yaml:"state_dir"`
@@ -41,11 +40,11 @@ type config struct {
 	ReusePort bool `yaml:"reuse_port"`
 	// MemoryTrim gives free heap back to the operating system after
 	// bursts of connections, so RSS falls back from the peak.
-	MemoryTrim   memtrim.Config     `yaml:"memory_trim"`
-	Log          logConfig          `yaml:"log"`
-	Trust        certs.TrustOptions `yaml:"trust"`
-	Certificates []certConfig       `yaml:"certificates"`
-	Listeners    []listenerConfig   `yaml:"listeners"`
+	MemoryTrim   memtrim.Config         `yaml:"memory_trim"`
+	Log          logConfig              `yaml:"log"`
+	Trust        certs.TrustOptions     `yaml:"trust"`
+	Certificates []certs.CertConfig     `yaml:"certificates"`
+	Listeners    []proxy.ListenerConfig `yaml:"listeners"`
 
 	// Redis is where a fleet shares certificates, the ACME account,
 	// locks and session ticket keys; empty for the local state folder.
@@ -55,11 +54,11 @@ type config struct {
 	SessionTickets tickets.Config `yaml:"session_tickets"`
 
 	// Sections owned by their own files.
-	Limits     limitsSection    `yaml:"limits"` // config_limits.go
-	ACME       certs.ACMEConfig `yaml:"acme"`
-	Monitor    monitorSection   `yaml:"monitor"`     // config_monitor.go
-	Reload     reloadConfig     `yaml:"reload"`      // config_reload.go
-	ClientAuth clientAuthConfig `yaml:"client_auth"` // config_reload.go
+	Limits     limitsSection          `yaml:"limits"` // config_limits.go
+	ACME       certs.ACMEConfig       `yaml:"acme"`
+	Monitor    monitorSection         `yaml:"monitor"` // config_monitor.go
+	Reload     reloadConfig           `yaml:"reload"`  // config_reload.go
+	ClientAuth certs.ClientAuthConfig `yaml:"client_auth"`
 }
 
 type logConfig struct {
@@ -67,133 +66,6 @@ type logConfig struct {
 	Format string `yaml:"format"`
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
-}
-
-type certConfig struct {
-	// Name identifies the certificate in logs and status; default its
-	// file name. For a folder it prefixes the IDs of its pairs
-	// (name/subfolder).
-	Name string `yaml:"name"`
-	Cert string `yaml:"cert"`
-	// Key defaults to Cert (a combined PEM).
-	Key string `yaml:"key"`
-	// Dir makes the entry a folder of pairs (certs.FolderSource): without
-	// cert, certbot's live/ or Kubernetes TLS secrets; with cert, a
-	// pattern with one * ("*.crt") and key saying where each key is
-	// ("{name}.key").
-	Dir string `yaml:"dir"`
-}
-
-// folder is the entry as a folder of pairs; ok is false for one
-// certificate.
-func (cc certConfig) folder() (f certs.FolderSource, ok bool) {
-	return certs.FolderSource{Dir: cc.Dir, Cert: cc.Cert, Key: cc.Key, Prefix: cc.Name}, cc.Dir != ""
-}
-
-// id names the certificate in logs, metrics and reload results.
-func (cc certConfig) id() string {
-	if cc.Name != "" {
-		return cc.Name
-	}
-	return filepath.Base(cc.Cert)
-}
-
-type listenerConfig struct {
-	Name string `yaml:"name"`
-	// Kind is tcp (TLS in, TCP out), http (TLS in, HTTP/WebSocket out)
-	// or redirect (plain HTTP answered with 301 to https).
-	Kind    string `yaml:"kind"`
-	Listen  string `yaml:"listen"`
-	Backend string `yaml:"backend"`
-	// Protocol is what a tcp listener carries: mqtt (default) lets
-	// refusals be answered with a CONNACK; raw just closes.
-	Protocol string `yaml:"protocol"`
-	// MQTTMaxConnectSize is the largest MQTT CONNECT (bytes) read when
-	// CONNECTs are read (client-id limit, refusals); 0: 256 KiB.
-	MQTTMaxConnectSize int `yaml:"mqtt_max_connect_size"`
-	// ProxyProtocol writes a PROXY header (1 or 2) to the backend.
-	ProxyProtocol int `yaml:"proxy_protocol"`
-	// ProxyProtocolTLS adds the SSL TLV (client certificate verified, its
-	// CN, TLS version and cipher) to a version 2 PROXY header.
-	ProxyProtocolTLS bool `yaml:"proxy_protocol_tls"`
-	// ClientAllow lets in only the listed client certificates.
-	ClientAllow clientAllowConfig `yaml:"client_allow"`
-	// AcceptProxyProtocol reads a PROXY header from the trusted load
-	// balancers in ProxyProtocolFrom; a header from anyone else is
-	// refused.
-	AcceptProxyProtocol bool            `yaml:"accept_proxy_protocol"`
-	ProxyProtocolFrom   limits.Networks `yaml:"proxy_protocol_from"`
-	HandshakeTimeout    time.Duration   `yaml:"handshake_timeout"`
-	// ParkAfter: a tcp connection direction quiet this long gives back
-	// its goroutine and waits in the shared readiness watcher (0: 1s;
-	// negative: never).
-	ParkAfter   time.Duration `yaml:"park_after"`
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	Routes      []routeConfig `yaml:"routes"`
-	WebSocket   wsConfig      `yaml:"websocket"`
-	// HTTPSPort is where a redirect listener sends clients.
-	HTTPSPort int `yaml:"https_port"`
-	// TLS is what the listener accepts of clients' TLS stacks.
-	TLS tlsConfig `yaml:"tls"`
-	// PreserveHost (http listeners) sends the client's Host to the
-	// backend; false sends the backend's address. Default true.
-	PreserveHost *bool `yaml:"preserve_host"`
-	// TrustedProxies (http listeners) are the CIDRs of peers whose
-	// X-Forwarded-For and Forwarded are appended to rather than replaced.
-	TrustedProxies []string `yaml:"trusted_proxies"`
-	// ForwardedHeader (http listeners) also sends RFC 7239 Forwarded.
-	ForwardedHeader bool `yaml:"forwarded_header"`
-	// MaxHeaderBytes (http listeners) caps a request's headers, HTTP/1.1
-	// and HTTP/2 alike (0: 64 KiB).
-	MaxHeaderBytes int `yaml:"max_header_bytes"`
-	// ClientStreams (http listeners) caps one client's requests in
-	// flight, HTTP/2 streams included (0: 100; negative: off).
-	ClientStreams int `yaml:"client_streams"`
-	// MinBodyRate (http listeners) is the least rate, in bytes per
-	// second, a request body must keep after 10 s (0: 1024; negative:
-	// off).
-	MinBodyRate int64 `yaml:"min_body_rate"`
-}
-
-// tlsConfig is a listener's TLS policy as written: a profile and
-// overrides, in the names operators use. validate turns it into policy.
-type tlsConfig struct {
-	// Profile is modern (default), intermediate or legacy.
-	Profile      string   `yaml:"profile"`
-	MinVersion   string   `yaml:"min_version"`
-	MaxVersion   string   `yaml:"max_version"`
-	CipherSuites []string `yaml:"cipher_suites"`
-	Groups       []string `yaml:"groups"`
-	// PostQuantum offers the X25519MLKEM768 hybrid; default true.
-	PostQuantum *bool `yaml:"post_quantum"`
-
-	policy proxy.TLSPolicy
-}
-
-// clientAllowConfig lists the client certificates a listener lets in,
-// by subject CN, OU, DNS SAN or URI SAN (e.g. SPIFFE IDs); any one
-// listed is enough. Empty lets in every certificate that verifies.
-type clientAllowConfig struct {
-	CN  []string `yaml:"cn"`
-	OU  []string `yaml:"ou"`
-	DNS []string `yaml:"dns"`
-	URI []string `yaml:"uri"`
-}
-
-func (c clientAllowConfig) empty() bool { return len(c.CN)+len(c.OU)+len(c.DNS)+len(c.URI) == 0 }
-
-type routeConfig struct {
-	SNI []string `yaml:"sni"`
-	// Host and PathPrefix (http listeners) also match the Host header
-	// and the start of the path; see proxy.HTTPRoute for precedence.
-	Host       []string `yaml:"host"`
-	PathPrefix string   `yaml:"path_prefix"`
-	Backend    string   `yaml:"backend"`
-}
-
-type wsConfig struct {
-	PingInterval   time.Duration `yaml:"ping_interval"`
-	MaxMessageSize int64         `yaml:"max_message_size"`
 }
 
 func defaultConfig() *config {

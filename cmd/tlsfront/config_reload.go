@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/tlsfront/tlsfront/certs"
 )
 
 // defaultDebounce is how long the watched files must stay quiet before a
@@ -69,20 +71,8 @@ func (c *reloadConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// clientAuthConfig turns on client certificate verification (mTLS) on
-// every TLS listener.
-type clientAuthConfig struct {
-	// CAFile is a PEM bundle of the CAs client certificates must chain
-	// to. It is reloaded with the certificates. Empty turns client
-	// authentication off.
-	CAFile string `yaml:"ca_file"`
-	// Required refuses clients that send no certificate. Default true
-	// when ca_file is set; false lets them in, while a certificate that
-	// is sent must still verify.
-	Required *bool `yaml:"required"`
-}
-
-func (c *clientAuthConfig) registerFlags(fs *flag.FlagSet) {
+// bindClientAuthFlags binds the client_auth section's flags to c.
+func bindClientAuthFlags(fs *flag.FlagSet, c *certs.ClientAuthConfig) {
 	fs.StringVar(&c.CAFile, "client-ca", c.CAFile, "PEM `file` of CAs that client certificates must chain to (turns on mTLS)")
 	fs.BoolFunc("client-cert-optional", "with --client-ca, also let in clients that send no certificate", func(s string) error {
 		opt, err := strconv.ParseBool(s)
@@ -93,16 +83,4 @@ func (c *clientAuthConfig) registerFlags(fs *flag.FlagSet) {
 		c.Required = &req
 		return nil
 	})
-}
-
-func (c *clientAuthConfig) enabled() bool { return c.CAFile != "" }
-
-// required reports whether clients without a certificate are refused.
-func (c *clientAuthConfig) required() bool { return c.Required == nil || *c.Required }
-
-func (c *clientAuthConfig) validate() error {
-	if c.CAFile == "" && c.Required != nil {
-		return errors.New("client_auth.required: set, but client_auth.ca_file is empty; give the CA bundle client certificates are verified against (--client-ca)")
-	}
-	return nil
 }

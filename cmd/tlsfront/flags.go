@@ -12,6 +12,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/limits"
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // envPrefix: every flag --some-name can also be set as TLSFRONT_SOME_NAME,
@@ -35,7 +36,7 @@ type sidecarFlags struct {
 	wsPing             time.Duration
 	wsMaxMessage       int64
 	mqttMaxConnectSize int
-	tls                tlsConfig
+	tls                proxy.TLSPolicyConfig
 }
 
 // repeatedFlag collects every value of a repeatable flag, in order. Values
@@ -85,11 +86,11 @@ func (s *sidecarFlags) envDone() {
 }
 
 func (s *sidecarFlags) apply(cfg *config) error {
-	listener := func(name, kind, listen, backend string) listenerConfig {
-		lc := listenerConfig{Name: name, Kind: kind, Listen: listen, Backend: backend, ProxyProtocol: s.proxyProtocol,
+	listener := func(name, kind, listen, backend string) proxy.ListenerConfig {
+		lc := proxy.ListenerConfig{Name: name, Kind: kind, Listen: listen, Backend: backend, ProxyProtocol: s.proxyProtocol,
 			AcceptProxyProtocol: len(s.proxyFrom) > 0, ProxyProtocolFrom: s.proxyFrom,
-			HandshakeTimeout: s.handshakeTimeout, WebSocket: wsConfig{PingInterval: s.wsPing, MaxMessageSize: s.wsMaxMessage},
-			TLS: tlsConfig{Profile: s.tls.Profile, MinVersion: s.tls.MinVersion}}
+			HandshakeTimeout: s.handshakeTimeout, WebSocket: proxy.WebSocketConfig{PingInterval: s.wsPing, MaxMessageSize: s.wsMaxMessage},
+			TLS: proxy.TLSPolicyConfig{Profile: s.tls.Profile, MinVersion: s.tls.MinVersion}}
 		if kind == "tcp" {
 			lc.IdleTimeout, lc.MQTTMaxConnectSize = s.idleTimeout, s.mqttMaxConnectSize
 		}
@@ -101,12 +102,12 @@ func (s *sidecarFlags) apply(cfg *config) error {
 	if s.wsListen != "" || s.wsBackend != "" {
 		cfg.Listeners = append(cfg.Listeners, listener("ws", "http", s.wsListen, s.wsBackend))
 	}
-	certs, keys := s.cert.values, s.key.values
-	if len(keys) > 0 && len(keys) != len(certs) {
-		return fmt.Errorf("--key given %d times for %d --cert: give one --key per --cert, in the same order, or none when each certificate file also holds its key", len(keys), len(certs))
+	certFiles, keys := s.cert.values, s.key.values
+	if len(keys) > 0 && len(keys) != len(certFiles) {
+		return fmt.Errorf("--key given %d times for %d --cert: give one --key per --cert, in the same order, or none when each certificate file also holds its key", len(keys), len(certFiles))
 	}
-	for i, c := range certs {
-		cc := certConfig{Name: "main", Cert: c}
+	for i, c := range certFiles {
+		cc := certs.CertConfig{Name: "main", Cert: c}
 		if i > 0 {
 			cc.Name = fmt.Sprintf("main-%d", i+1)
 		}
@@ -152,7 +153,7 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config, error) 
 		cfg.Reload.registerFlags(fs)
 	})
 	c.section("Trust", func(fs *flag.FlagSet) { bindTrustFlags(fs, &cfg.Trust) })
-	c.section("Client certificates (mTLS)", cfg.ClientAuth.registerFlags)
+	c.section("Client certificates (mTLS)", func(fs *flag.FlagSet) { bindClientAuthFlags(fs, &cfg.ClientAuth) })
 	c.section("ACME", func(fs *flag.FlagSet) { registerACMEFlags(fs, &cfg.ACME) })
 	c.section("Fleet (shared state, session resumption)", func(fs *flag.FlagSet) {
 		fs.StringVar(&cfg.Redis.URL, "redis", cfg.Redis.URL, "`URL` of the Redis (or Valkey) a fleet shares certificates, ACME state, locks and ticket keys in: redis://, rediss://, unix:// or redis+sentinel://")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
@@ -22,22 +23,22 @@ func TestSidecarCertFlagsRepeat(t *testing.T) {
 		name    string
 		env     map[string]string
 		args    []string
-		want    []certConfig
+		want    []certs.CertConfig
 		wantErr string
 	}{
 		{name: "one pair", args: []string{"--cert", "a.pem", "--key", "a.key"},
-			want: []certConfig{{Name: "main", Cert: "a.pem", Key: "a.key"}}},
+			want: []certs.CertConfig{{Name: "main", Cert: "a.pem", Key: "a.key"}}},
 		{name: "two pairs", args: []string{"--cert", "ec.pem", "--key", "ec.key", "--cert", "rsa.pem", "--key", "rsa.key"},
-			want: []certConfig{{Name: "main", Cert: "ec.pem", Key: "ec.key"}, {Name: "main-2", Cert: "rsa.pem", Key: "rsa.key"}}},
+			want: []certs.CertConfig{{Name: "main", Cert: "ec.pem", Key: "ec.key"}, {Name: "main-2", Cert: "rsa.pem", Key: "rsa.key"}}},
 		{name: "certs then keys pair by position", args: []string{"--cert", "ec.pem", "--cert", "rsa.pem", "--key", "ec.key", "--key", "rsa.key"},
-			want: []certConfig{{Name: "main", Cert: "ec.pem", Key: "ec.key"}, {Name: "main-2", Cert: "rsa.pem", Key: "rsa.key"}}},
+			want: []certs.CertConfig{{Name: "main", Cert: "ec.pem", Key: "ec.key"}, {Name: "main-2", Cert: "rsa.pem", Key: "rsa.key"}}},
 		{name: "combined PEMs without keys", args: []string{"--cert", "ec.pem", "--cert", "rsa.pem"},
-			want: []certConfig{{Name: "main", Cert: "ec.pem"}, {Name: "main-2", Cert: "rsa.pem"}}},
+			want: []certs.CertConfig{{Name: "main", Cert: "ec.pem"}, {Name: "main-2", Cert: "rsa.pem"}}},
 		{name: "environment", env: map[string]string{"TLSFRONT_CERT": "env.pem", "TLSFRONT_KEY": "env.key"},
-			want: []certConfig{{Name: "main", Cert: "env.pem", Key: "env.key"}}},
+			want: []certs.CertConfig{{Name: "main", Cert: "env.pem", Key: "env.key"}}},
 		{name: "flags replace the environment", env: map[string]string{"TLSFRONT_CERT": "env.pem", "TLSFRONT_KEY": "env.key"},
 			args: []string{"--cert", "a.pem", "--key", "a.key"},
-			want: []certConfig{{Name: "main", Cert: "a.pem", Key: "a.key"}}},
+			want: []certs.CertConfig{{Name: "main", Cert: "a.pem", Key: "a.key"}}},
 		{name: "one key short", args: []string{"--cert", "ec.pem", "--key", "ec.key", "--cert", "rsa.pem"}, wantErr: "--key given 1 times for 2 --cert"},
 		{name: "key without cert", args: []string{"--key", "a.key"}, wantErr: "--key given 1 times for 0 --cert"},
 	}

@@ -5,19 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/certs/redisstore"
 	"github.com/tlsfront/tlsfront/certs/tickets"
-	"github.com/tlsfront/tlsfront/report"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 )
-
-// redisCheckEvery is how often the shared storage is checked, so that an
-// outage is alerted within a probe-like interval and ACME catches up soon
-// after Redis returns.
-const redisCheckEvery = 10 * time.Second
 
 // buildFleet opens the shared storage (no I/O until it runs) and the
 // session ticket keys.
@@ -28,7 +22,7 @@ func (a *app) buildFleet() error {
 			return fmt.Errorf("redis.%w", err)
 		}
 		a.redis = st
-		a.components = append(a.components, component{name: "redis health", run: a.watchRedis})
+		a.components = append(a.components, supervise.Component{Name: "redis health", Run: a.watchRedis})
 	}
 	if !a.cfg.SessionTickets.Enabled() {
 		return nil
@@ -42,7 +36,7 @@ func (a *app) buildFleet() error {
 		return fmt.Errorf("session_tickets: %w", err)
 	}
 	a.tickets = m
-	a.components = append(a.components, component{name: "session tickets", run: m.Run})
+	a.components = append(a.components, supervise.Component{Name: "session tickets", Run: m.Run})
 	return nil
 }
 
@@ -52,53 +46,20 @@ func (a *app) storage() certmagic.Storage {
 	if a.redis != nil {
 		return a.redis
 	}
-	dir := a.cfg.ACME.Storage
-	if dir == "" {
-		dir = certs.DefaultACMEStorage(a.cfg.StateDir)
-	}
-	return &certmagic.FileStorage{Path: filepath.Clean(dir)}
+	return &certmagic.FileStorage{Path: filepath.Clean(a.cfg.ACME.StorageDir(a.cfg.StateDir))}
 }
 
-// watchRedis checks the shared storage until ctx ends. An outage is
-// reported (an alert) while tlsfront goes on serving what it has in
-// memory; when Redis returns, ACME is asked to manage its names again,
-// since certmagic gives up on a name it could not load.
+// watchRedis checks the shared storage until ctx ends; when Redis
+// returns, ACME is asked to manage its names again, since certmagic gives
+// up on a name it could not load.
 func (a *app) watchRedis(ctx context.Context) error {
-	every := a.redisCheck
-	if every <= 0 {
-		every = redisCheckEvery
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	defer a.redis.Close()
-	up := true
-	for {
-		pctx, cancel := context.WithTimeout(ctx, every/2)
-		err := a.redis.Ping(pctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil && up:
-			up = false
-			a.log.Error("redis unreachable; serving what is in memory", "err", err)
-			a.rep.Dependency(report.Dependency{Name: "redis", Err: err})
-		case err == nil && !up:
-			up = true
-			a.log.Info("redis reachable again")
-			a.rep.Dependency(report.Dependency{Name: "redis"})
-			if a.acme != nil && len(a.cfg.ACME.Names) > 0 {
-				if err := a.acme.Manage(ctx, a.cfg.ACME.Names); err != nil && !errors.Is(err, context.Canceled) {
-					a.log.Error("acme names not managed again after redis returned", "err", err)
-				}
+	o := redisstore.WatchOptions{Every: a.redisCheck, Reporter: a.rep}
+	if a.acme != nil && len(a.cfg.ACME.Names) > 0 {
+		o.OnReturn = func(ctx context.Context) {
+			if err := a.acme.Manage(ctx, a.cfg.ACME.Names); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("acme names not managed again after redis returned", "err", err)
 			}
-		case err == nil && up:
-			a.rep.Dependency(report.Dependency{Name: "redis"})
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
 		}
 	}
+	return a.redis.Watch(ctx, o)
 }

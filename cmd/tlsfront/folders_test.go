@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/testnet"
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // writeCertbotPair writes live/<name>/fullchain.pem and privkey.pem.
@@ -82,20 +84,20 @@ func TestWatchCertificateFolder(t *testing.T) {
 func TestValidateCertificateFolders(t *testing.T) {
 	tests := []struct {
 		name string
-		cc   certConfig
+		cc   certs.CertConfig
 		want string // in the error; "" for none
 	}{
-		{name: "certbot live", cc: certConfig{Dir: "/etc/letsencrypt/live"}},
-		{name: "pattern", cc: certConfig{Dir: "/certs", Cert: "*.crt", Key: "{name}.key"}},
-		{name: "pattern without star", cc: certConfig{Dir: "/certs", Cert: "server.crt"}, want: "certificates[0]: cert:"},
-		{name: "key without name", cc: certConfig{Dir: "/certs", Cert: "*.crt", Key: "server.key"}, want: "{name}"},
-		{name: "no cert, no dir", cc: certConfig{Key: "k.pem"}, want: "certificates[0].cert: missing"},
+		{name: "certbot live", cc: certs.CertConfig{Dir: "/etc/letsencrypt/live"}},
+		{name: "pattern", cc: certs.CertConfig{Dir: "/certs", Cert: "*.crt", Key: "{name}.key"}},
+		{name: "pattern without star", cc: certs.CertConfig{Dir: "/certs", Cert: "server.crt"}, want: "certificates[0]: cert:"},
+		{name: "key without name", cc: certs.CertConfig{Dir: "/certs", Cert: "*.crt", Key: "server.key"}, want: "{name}"},
+		{name: "no cert, no dir", cc: certs.CertConfig{Key: "k.pem"}, want: "certificates[0].cert: missing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := defaultConfig()
-			c.Listeners = []listenerConfig{{Listen: "127.0.0.1:0", Backend: "127.0.0.1:1"}}
-			c.Certificates = []certConfig{tc.cc}
+			c.Listeners = []proxy.ListenerConfig{{Listen: "127.0.0.1:0", Backend: "127.0.0.1:1"}}
+			c.Certificates = []certs.CertConfig{tc.cc}
 			err := c.validate()
 			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 				t.Fatalf("validate = %v, want %q", err, tc.want)

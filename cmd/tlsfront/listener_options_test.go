@@ -19,6 +19,7 @@ import (
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
 	"github.com/tlsfront/tlsfront/internal/testnet"
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // TestListenerOptionKeys: the per-listener keys for MQTT and client
@@ -30,10 +31,10 @@ func TestListenerOptionKeys(t *testing.T) {
 		top     string // top-level keys
 		yaml    string // listener keys
 		wantErr string
-		check   func(t *testing.T, lc listenerConfig)
+		check   func(t *testing.T, lc proxy.ListenerConfig)
 	}{
 		{name: "mqtt_max_connect_size", yaml: "mqtt_max_connect_size: 1048576",
-			check: func(t *testing.T, lc listenerConfig) {
+			check: func(t *testing.T, lc proxy.ListenerConfig) {
 				if lc.MQTTMaxConnectSize != 1<<20 {
 					t.Fatalf("mqtt_max_connect_size = %d", lc.MQTTMaxConnectSize)
 				}
@@ -42,15 +43,15 @@ func TestListenerOptionKeys(t *testing.T) {
 		{name: "mqtt_max_connect_size over MQTT's", yaml: "mqtt_max_connect_size: 300000000", wantErr: "listeners[0].mqtt_max_connect_size"},
 		{name: "mqtt_max_connect_size on raw", yaml: "protocol: raw\n    mqtt_max_connect_size: 1024", wantErr: "only a tcp listener with protocol mqtt"},
 		{name: "proxy_protocol_tls", yaml: "proxy_protocol: 2\n    proxy_protocol_tls: true",
-			check: func(t *testing.T, lc listenerConfig) {
+			check: func(t *testing.T, lc proxy.ListenerConfig) {
 				if !lc.ProxyProtocolTLS {
 					t.Fatal("proxy_protocol_tls not read")
 				}
 			}},
 		{name: "proxy_protocol_tls without version 2", yaml: "proxy_protocol: 1\n    proxy_protocol_tls: true", wantErr: "listeners[0].proxy_protocol_tls: needs a tcp listener with proxy_protocol: 2"},
 		{name: "client_allow", top: "client_auth: {ca_file: ca.pem}\n", yaml: "client_allow: {cn: [device-1], ou: [meters], dns: [gw.example.com], uri: ['spiffe://example.org/ns/x']}",
-			check: func(t *testing.T, lc listenerConfig) {
-				want := clientAllowConfig{CN: []string{"device-1"}, OU: []string{"meters"}, DNS: []string{"gw.example.com"}, URI: []string{"spiffe://example.org/ns/x"}}
+			check: func(t *testing.T, lc proxy.ListenerConfig) {
+				want := proxy.ClientAllow{CN: []string{"device-1"}, OU: []string{"meters"}, DNS: []string{"gw.example.com"}, URI: []string{"spiffe://example.org/ns/x"}}
 				if !reflect.DeepEqual(lc.ClientAllow, want) {
 					t.Fatalf("client_allow = %+v", lc.ClientAllow)
 				}

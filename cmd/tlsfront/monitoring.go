@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
 
 	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 	"github.com/tlsfront/tlsfront/monitor"
 )
 
@@ -14,7 +14,7 @@ import (
 // self-probe of every TLS listener that /readyz depends on, alerts and the
 // failed-handshake log. It starts nothing; it runs as a component.
 func (a *app) buildMonitor() error {
-	if err := a.cfg.checkProbeAddress(a.cfg.Monitor.ProbeAddress); err != nil {
+	if err := a.cfg.Monitor.CheckProbeAddress(a.cfg.tlsListeners()); err != nil {
 		return err
 	}
 	o := a.cfg.Monitor.Options
@@ -54,7 +54,7 @@ func (a *app) buildMonitor() error {
 		return fmt.Errorf("monitor: %w", err)
 	}
 	a.mon = m
-	a.components = append(a.components, component{name: "monitor", run: func(ctx context.Context) error { m.Run(ctx); return nil }})
+	a.components = append(a.components, supervise.Component{Name: "monitor", Run: func(ctx context.Context) error { m.Run(ctx); return nil }})
 	return nil
 }
 
@@ -73,31 +73,13 @@ func (a *app) monitorCertificates() []monitor.Certificate {
 func (a *app) monitorListeners() []monitor.Listener {
 	var out []monitor.Listener
 	for _, l := range a.listeners {
-		ml := monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String(), TLS: l.kind.tls}
-		if l.kind.tls {
-			ml.TLSProfile, ml.BelowDefault = l.cfg.TLS.policy.Name(), l.cfg.TLS.policy.BelowDefault()
+		ml := monitor.Listener{Name: l.cfg.Name, Kind: l.cfg.Kind, Address: l.ln.Addr().String(), TLS: l.kind.TLS}
+		if l.kind.TLS {
+			ml.TLSProfile, ml.BelowDefault = l.cfg.TLS.Policy().Name(), l.cfg.TLS.Policy().BelowDefault()
 		}
 		out = append(out, ml)
 	}
 	return out
-}
-
-// checkProbeAddress rejects a host:port probe address that cannot say which
-// listener it reaches.
-func (c *config) checkProbeAddress(pa string) error {
-	if _, _, err := net.SplitHostPort(pa); pa == "" || err != nil {
-		return nil
-	}
-	n := 0
-	for _, lc := range c.Listeners {
-		if listenerKinds[lc.Kind].tls {
-			n++
-		}
-	}
-	if n > 1 {
-		return fmt.Errorf("monitor.probe_address: %q names one port but there are %d TLS listeners; give only the host, and each listener's own port is used", pa, n)
-	}
-	return nil
 }
 
 // probeRoots are the roots the probe verifies against, as clients would:

@@ -13,6 +13,7 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/filewatch"
 	"github.com/tlsfront/tlsfront/internal/sdnotify"
+	"github.com/tlsfront/tlsfront/internal/supervise"
 )
 
 // reloads are the triggers that reload certificates while serving: the
@@ -29,14 +30,14 @@ func newReloads(a *app) *reloads {
 }
 
 // components are the triggers that run while serving.
-func (r *reloads) components() []component {
-	out := []component{{name: "sighup", run: r.onSIGHUP}}
+func (r *reloads) components() []supervise.Component {
+	out := []supervise.Component{{Name: "sighup", Run: r.onSIGHUP}}
 	if files, folders := r.certs.Files(), r.certs.Folders(); r.cfg.watch() && len(files)+len(folders) > 0 {
 		w := &filewatch.Watch{Paths: files, Folders: folders, Debounce: r.cfg.Debounce, Log: r.log, Reload: r.fromWatch}
-		out = append(out, component{name: "file watch", run: w.Run})
+		out = append(out, supervise.Component{Name: "file watch", Run: w.Run})
 	}
 	if iv := r.cfg.Interval; iv > 0 {
-		out = append(out, component{name: "reload interval", run: func(ctx context.Context) error { r.every(ctx, iv); return nil }})
+		out = append(out, supervise.Component{Name: "reload interval", Run: func(ctx context.Context) error { r.every(ctx, iv); return nil }})
 	}
 	return out
 }
@@ -58,23 +59,12 @@ func (r *reloads) reload(ctx context.Context, trigger string, hold bool) ([]cert
 	return r.certs.Reload(ctx, trigger, hold)
 }
 
-// reloadResponse is POST /reload's answer, read by `tlsfront reload`.
-type reloadResponse struct {
-	OK           bool           `json:"ok"`
-	Certificates []certs.Result `json:"certificates"`
-}
-
 // serveHTTP is POST /reload, for renewal hooks (certbot --deploy-hook,
 // acme.sh --reloadcmd, win-acme): 200 when every certificate reloaded or
 // was unchanged, 500 when any was refused, with the reasons.
 func (r *reloads) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	results, _ := r.reload(req.Context(), "admin", false)
-	resp := reloadResponse{OK: true, Certificates: results}
-	for _, res := range results {
-		if res.Result == certs.Failed {
-			resp.OK = false
-		}
-	}
+	resp := certs.NewReloadReport(results)
 	w.Header().Set("Content-Type", "application/json")
 	if !resp.OK {
 		w.WriteHeader(http.StatusInternalServerError)

@@ -255,7 +255,7 @@ func certbotLive(t *testing.T, f *reloadFixture, dir string, first *pki.Cert) la
 }
 
 // postReload calls POST /reload and decodes the answer.
-func postReload(t *testing.T, ta *testApp) (int, reloadResponse) {
+func postReload(t *testing.T, ta *testApp) (int, certs.ReloadReport) {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Post("http://"+ta.Admin()+"/reload", "application/json", nil)
@@ -263,14 +263,14 @@ func postReload(t *testing.T, ta *testApp) (int, reloadResponse) {
 		t.Fatalf("POST /reload: %v", err)
 	}
 	defer resp.Body.Close()
-	var out reloadResponse
+	var out certs.ReloadReport
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatalf("POST /reload answer: %v", err)
 	}
 	return resp.StatusCode, out
 }
 
-func (r reloadResponse) find(t *testing.T, id string) certs.Result {
+func findResult(t *testing.T, r certs.ReloadReport, id string) certs.Result {
 	t.Helper()
 	for _, c := range r.Certificates {
 		if c.ID == id {
@@ -291,7 +291,7 @@ func TestHotReload(t *testing.T) {
 	}
 	post := func(t *testing.T, ta *testApp) {
 		code, resp := postReload(t, ta)
-		if code != http.StatusOK || !resp.OK || resp.find(t, "main").Result != certs.Reloaded {
+		if code != http.StatusOK || !resp.OK || findResult(t, resp, "main").Result != certs.Reloaded {
 			t.Fatalf("POST /reload = %d %+v, want 200 and main reloaded", code, resp)
 		}
 	}
@@ -476,7 +476,7 @@ reload:
 
 			tc.break_(t, files.Cert, files.Key)
 			code, resp := postReload(t, ta)
-			res := resp.find(t, "main")
+			res := findResult(t, resp, "main")
 			if code != http.StatusInternalServerError || resp.OK || res.Result != certs.Failed {
 				t.Fatalf("POST /reload = %d %+v, want 500 and main failed", code, resp)
 			}
@@ -556,7 +556,7 @@ func TestReloadUnchanged(t *testing.T) {
 	files := f.ca.WriteLeaf(first)
 	ta := startApp(t, noClientRate, "--listen", "127.0.0.1:0", "--backend", testnet.Echo(t), "--cert", files.Cert, "--key", files.Key, "--trust-ca", f.root, "--no-watch")
 	code, resp := postReload(t, ta)
-	if res := resp.find(t, "main"); code != http.StatusOK || res.Result != certs.Unchanged || res.Serial != serialOf(first) || res.NotAfter == nil {
+	if res := findResult(t, resp, "main"); code != http.StatusOK || res.Result != certs.Unchanged || res.Serial != serialOf(first) || res.NotAfter == nil {
 		t.Fatalf("POST /reload of unchanged files = %d %+v, want 200, unchanged, serial %s and not_after", code, resp, serialOf(first))
 	}
 }
@@ -634,7 +634,7 @@ func TestClientAuthReload(t *testing.T) {
 			if st.rotate != nil {
 				atomicWrite(t, caFile, st.rotate)
 				code, resp := postReload(t, ta)
-				if res := resp.find(t, certs.ClientCAID); code != http.StatusOK || res.Result != certs.Reloaded {
+				if res := findResult(t, resp, certs.ClientCAID); code != http.StatusOK || res.Result != certs.Reloaded {
 					t.Fatalf("POST /reload = %d %+v, want the client CA reloaded", code, resp)
 				}
 			}
@@ -646,7 +646,7 @@ func TestClientAuthReload(t *testing.T) {
 	t.Run("garbled CA bundle keeps the pool", func(t *testing.T) {
 		atomicWrite(t, caFile, []byte("-----BEGIN CERTIFICATE-----\ngarbage"))
 		code, resp := postReload(t, ta)
-		if res := resp.find(t, certs.ClientCAID); code != http.StatusInternalServerError || res.Result != certs.Failed || !strings.Contains(res.Error, caFile) {
+		if res := findResult(t, resp, certs.ClientCAID); code != http.StatusInternalServerError || res.Result != certs.Failed || !strings.Contains(res.Error, caFile) {
 			t.Fatalf("POST /reload = %d %+v, want 500 and the CA file named", code, resp)
 		}
 		if !connects(newClient) {
@@ -667,17 +667,17 @@ func TestReloadConfig(t *testing.T) {
 		want func(t *testing.T, c *config)
 	}{
 		{name: "defaults", want: func(t *testing.T, c *config) {
-			if !c.Reload.watch() || c.Reload.Debounce != defaultDebounce || c.Reload.Interval != 0 || c.ClientAuth.enabled() {
+			if !c.Reload.watch() || c.Reload.Debounce != defaultDebounce || c.Reload.Interval != 0 || c.ClientAuth.Enabled() {
 				t.Fatalf("defaults: %+v %+v", c.Reload, c.ClientAuth)
 			}
 		}},
 		{name: "flags", args: []string{"--no-watch", "--reload-debounce", "2s", "--reload-interval", "1h", "--client-ca", "/ca.pem", "--client-cert-optional"}, want: func(t *testing.T, c *config) {
-			if c.Reload.watch() || c.Reload.Debounce != 2*time.Second || c.Reload.Interval != time.Hour || c.ClientAuth.CAFile != "/ca.pem" || c.ClientAuth.required() {
+			if c.Reload.watch() || c.Reload.Debounce != 2*time.Second || c.Reload.Interval != time.Hour || c.ClientAuth.CAFile != "/ca.pem" || c.ClientAuth.CertRequired() {
 				t.Fatalf("flags: %+v %+v", c.Reload, c.ClientAuth)
 			}
 		}},
 		{name: "yaml", yaml: "reload: {watch: false, debounce: 1s, interval: 30m}\nclient_auth: {ca_file: /ca.pem}\n", want: func(t *testing.T, c *config) {
-			if c.Reload.watch() || c.Reload.Debounce != time.Second || c.Reload.Interval != 30*time.Minute || !c.ClientAuth.required() {
+			if c.Reload.watch() || c.Reload.Debounce != time.Second || c.Reload.Interval != 30*time.Minute || !c.ClientAuth.CertRequired() {
 				t.Fatalf("yaml: %+v %+v", c.Reload, c.ClientAuth)
 			}
 		}},

@@ -9,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/tlsfront/tlsfront/certs"
+	"github.com/tlsfront/tlsfront/internal/adminguard"
 )
 
 // runReload asks a running tlsfront's admin listener to reload its
@@ -43,35 +45,23 @@ func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// web page could send cross-site.
 	req.Header.Set("Content-Type", "application/json")
 	if *tokenFile != "" {
-		tok, err := os.ReadFile(*tokenFile)
+		tok, err := adminguard.ReadTokenFile(*tokenFile)
 		if err != nil {
 			return &usageError{fmt.Errorf("reload: %w", err)}
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("reload: %w (is tlsfront running with its admin listener on %s? set --admin)", err, *admin)
 	}
 	defer resp.Body.Close()
-	var out reloadResponse
+	var out certs.ReloadReport
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err := json.Unmarshal(body, &out); err != nil {
 		return fmt.Errorf("reload: %s answered %s: %s", *admin, resp.Status, body)
 	}
-	for _, r := range out.Certificates {
-		line := fmt.Sprintf("%-24s %s", r.ID, r.Result)
-		if r.Serial != "" {
-			line += " serial " + r.Serial
-		}
-		if r.NotAfter != nil {
-			line += " until " + r.NotAfter.Format(time.RFC3339)
-		}
-		if r.Error != "" {
-			line += "\n  " + r.Error
-		}
-		fmt.Fprintln(stdout, line)
-	}
+	out.WriteText(stdout)
 	if !out.OK {
 		return &silentError{errors.New("reload refused")}
 	}

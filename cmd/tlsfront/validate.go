@@ -4,13 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
-	"net/url"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // validate checks cfg and fills in derived defaults (listener names). It
@@ -45,12 +40,7 @@ func (c *config) validate() error {
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		f := fmt.Sprintf("listeners[%d]", i)
-		if l.Kind == "" {
-			l.Kind = "tcp"
-		}
-		if l.Name == "" {
-			l.Name = fmt.Sprintf("%s-%d", l.Kind, i)
-		}
+		l.Default(i)
 		if names[l.Name] {
 			bad(f+".name", "%q is used by another listener", l.Name)
 		}
@@ -58,109 +48,19 @@ func (c *config) validate() error {
 		if err := validHostPort(l.Listen); err != nil {
 			bad(f+".listen", "%v", err)
 		}
-		if l.HandshakeTimeout < 0 || l.IdleTimeout < 0 {
-			bad(f, "timeouts must not be negative")
+		if err := l.Validate(f); err != nil {
+			errs = append(errs, err)
 		}
-		kind, ok := listenerKinds[l.Kind]
-		if !ok {
-			bad(f+".kind", "%q is not %s", l.Kind, kindNames())
-			continue
-		}
-		switch {
-		case len(kind.protocols) > 0 && l.Protocol == "":
-			l.Protocol = kind.protocols[0]
-		case len(kind.protocols) > 0 && !slices.Contains(kind.protocols, l.Protocol):
-			bad(f+".protocol", "%q is not %s", l.Protocol, strings.Join(kind.protocols, " or "))
-		case len(kind.protocols) == 0 && l.Protocol != "":
-			bad(f+".protocol", "a %s listener takes no protocol", l.Kind)
-		}
-		if l.MQTTMaxConnectSize != 0 && l.Protocol != "mqtt" {
-			bad(f+".mqtt_max_connect_size", "only a tcp listener with protocol mqtt reads CONNECTs")
-		} else if l.MQTTMaxConnectSize != 0 && (l.MQTTMaxConnectSize < 128 || l.MQTTMaxConnectSize > proxy.MaxMQTTPacketSize) {
-			bad(f+".mqtt_max_connect_size", "%d is not between 128 and %d bytes (0: %d)", l.MQTTMaxConnectSize, proxy.MaxMQTTPacketSize, proxy.DefaultMQTTMaxConnectSize)
-		}
-		if l.ProxyProtocolTLS && (l.Kind != "tcp" || l.ProxyProtocol != 2) {
-			bad(f+".proxy_protocol_tls", "needs a tcp listener with proxy_protocol: 2 (the SSL TLV exists only in version 2)")
-		}
-		if !l.ClientAllow.empty() {
-			if !kind.tls {
-				bad(f+".client_allow", "a %s listener takes no client certificates", l.Kind)
-			}
-			if !c.ClientAuth.enabled() {
-				bad(f+".client_allow", "needs client_auth.ca_file (--client-ca): only certificates that verify are checked against the list")
-			}
-			for j, u := range l.ClientAllow.URI {
-				if pu, err := url.Parse(u); err != nil || pu.Scheme == "" {
-					bad(fmt.Sprintf("%s.client_allow.uri[%d]", f, j), "%q is not a URI such as spiffe://example.org/ns/prod/sa/meter", u)
-				}
-			}
-		}
-		if kind.tls {
-			for _, err := range l.TLS.normalize() {
-				bad(f+".tls."+err.key, "%v", err.err)
-			}
-		} else if l.TLS.Profile != "" || l.TLS.MinVersion != "" {
-			bad(f+".tls", "a %s listener does not terminate TLS", l.Kind)
-		}
-		if !kind.backend {
-			if l.Backend != "" {
-				bad(f+".backend", "a %s listener has no backend", l.Kind)
-			}
-			continue
-		}
-		if l.Backend == "" {
-			bad(f+".backend", "missing: where should plaintext go? (host:port or unix:/path)")
-		} else if _, err := proxy.ParseBackend(l.Backend); err != nil {
-			bad(f+".backend", "%v", err)
-		}
-		if l.AcceptProxyProtocol && len(l.ProxyProtocolFrom) == 0 {
-			bad(f+".proxy_protocol_from", "required with accept_proxy_protocol: list the load balancers' networks (e.g. [10.0.0.0/8]); a PROXY header from anyone else would let a client choose the address tlsfront limits and the backend sees")
-		}
-		if !l.AcceptProxyProtocol && len(l.ProxyProtocolFrom) > 0 {
-			bad(f+".proxy_protocol_from", "set, but accept_proxy_protocol is off")
-		}
-		if l.ProxyProtocol != 0 && l.ProxyProtocol != 1 && l.ProxyProtocol != 2 {
-			bad(f+".proxy_protocol", "%d is not 0 (off), 1 or 2", l.ProxyProtocol)
-		}
-		http := l.Kind == "http"
-		for j, r := range l.Routes {
-			rf := fmt.Sprintf("%s.routes[%d]", f, j)
-			switch {
-			case !http && (len(r.Host) > 0 || r.PathPrefix != ""):
-				bad(rf, "host and path_prefix route http listeners only; a %s listener routes by sni", l.Kind)
-			case len(r.SNI) == 0 && !http:
-				bad(rf+".sni", "missing: which server names go to this backend?")
-			case len(r.SNI) == 0 && len(r.Host) == 0 && r.PathPrefix == "":
-				bad(rf, "missing: give sni, host or path_prefix to say which requests go to this backend")
-			}
-			if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
-				bad(rf+".path_prefix", "%q must start with /", r.PathPrefix)
-			}
-			if _, err := proxy.ParseBackend(r.Backend); err != nil {
-				bad(rf+".backend", "%v", err)
-			}
-		}
-		if !http && (l.PreserveHost != nil || len(l.TrustedProxies) > 0 || l.ForwardedHeader) {
-			bad(f, "preserve_host, trusted_proxies and forwarded_header are for http listeners")
-		}
-		for j, p := range l.TrustedProxies {
-			if _, err := parsePrefix(p); err != nil {
-				bad(fmt.Sprintf("%s.trusted_proxies[%d]", f, j), "%v", err)
-			}
+		if !l.ClientAllow.Empty() && !c.ClientAuth.Enabled() {
+			bad(f+".client_allow", "needs client_auth.ca_file (--client-ca): only certificates that verify are checked against the list")
 		}
 	}
-	if len(c.Certificates) == 0 && !c.ACME.On() && c.hasTLSListener() {
+	if len(c.Certificates) == 0 && !c.ACME.On() && c.tlsListeners() > 0 {
 		bad("certificates", "none configured; give --cert and --key, a certificates section, or acme")
 	}
 	for i, cc := range c.Certificates {
-		if f, ok := cc.folder(); ok {
-			if err := f.Validate(); err != nil {
-				bad(fmt.Sprintf("certificates[%d]", i), "%v", strings.ReplaceAll(err.Error(), "\n", "; "))
-			}
-			continue
-		}
-		if cc.Cert == "" {
-			bad(fmt.Sprintf("certificates[%d].cert", i), "missing: path of the PEM certificate (leaf first), or dir: a folder of them")
+		if err := cc.Validate(fmt.Sprintf("certificates[%d]", i)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := c.Trust.Validate(); err != nil {
@@ -177,45 +77,26 @@ func (c *config) validate() error {
 	if err := c.ACME.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, v := range []interface{ validate() error }{&c.Limits, &c.Monitor, &c.Reload, &c.ClientAuth} {
+	for _, v := range []interface{ validate() error }{&c.Limits, &c.Monitor, &c.Reload} {
 		if err := v.validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if err := c.ClientAuth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
-func (c *config) hasTLSListener() bool {
+// tlsListeners counts the listeners that terminate TLS.
+func (c *config) tlsListeners() int {
+	n := 0
 	for _, l := range c.Listeners {
-		if listenerKinds[l.Kind].tls {
-			return true
+		if l.Spec().TLS {
+			n++
 		}
 	}
-	return false
-}
-
-// routedNames returns every server name a route sends somewhere; each must
-// be covered by a certificate.
-func (c *config) routedNames() []string {
-	var out []string
-	for _, l := range c.Listeners {
-		for _, r := range l.Routes {
-			out = append(out, r.SNI...)
-		}
-	}
-	return out
-}
-
-// parsePrefix reads a CIDR, or a single address as its own prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (10.0.0.0/8) or an address", s)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	return n
 }
 
 func validHostPort(s string) error {
@@ -250,46 +131,4 @@ func prefixErrors(section string, err error) error {
 		lines[i] = section + "." + l
 	}
 	return errors.New(strings.Join(lines, "\n"))
-}
-
-type keyError struct {
-	key string
-	err error
-}
-
-// normalize turns the names into a proxy.TLSPolicy, reporting each that
-// does not parse.
-func (t *tlsConfig) normalize() []keyError {
-	var errs []keyError
-	p := proxy.TLSPolicy{Profile: t.Profile, NoPostQuantum: t.PostQuantum != nil && !*t.PostQuantum}
-	var err error
-	if t.MinVersion != "" {
-		if p.MinVersion, err = proxy.ParseTLSVersion(t.MinVersion); err != nil {
-			errs = append(errs, keyError{"min_version", err})
-		}
-	}
-	if t.MaxVersion != "" {
-		if p.MaxVersion, err = proxy.ParseTLSVersion(t.MaxVersion); err != nil {
-			errs = append(errs, keyError{"max_version", err})
-		}
-	}
-	for i, s := range t.CipherSuites {
-		id, err := proxy.ParseCipherSuite(s)
-		if err != nil {
-			errs = append(errs, keyError{fmt.Sprintf("cipher_suites[%d]", i), err})
-		}
-		p.CipherSuites = append(p.CipherSuites, id)
-	}
-	for i, s := range t.Groups {
-		g, err := proxy.ParseGroup(s)
-		if err != nil {
-			errs = append(errs, keyError{fmt.Sprintf("groups[%d]", i), err})
-		}
-		p.Groups = append(p.Groups, g)
-	}
-	if err := p.Validate(); err != nil {
-		errs = append(errs, keyError{"profile", err})
-	}
-	t.policy = p
-	return errs
 }
