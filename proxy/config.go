@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -153,6 +154,54 @@ func RoutedNames(listeners []ListenerConfig) []string {
 		}
 	}
 	return out
+}
+
+// ValidateListeners checks the listeners section as a whole, after
+// filling in each entry's defaults: every entry (see Validate), names
+// unique, listen addresses host:port. It reports every problem at once,
+// each naming its field, e.g. "listeners[1].name".
+func ValidateListeners(listeners []ListenerConfig) error {
+	var errs []error
+	names := map[string]bool{}
+	for i := range listeners {
+		l := &listeners[i]
+		at := fmt.Sprintf("listeners[%d]", i)
+		l.Default(i)
+		if names[l.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used by another listener", at, l.Name))
+		}
+		names[l.Name] = true
+		if err := ValidHostPort(l.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("%s.listen: %w", at, err))
+		}
+		if err := l.Validate(at); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidHostPort checks a listen address: host:port, or :port for every
+// interface.
+func ValidHostPort(s string) error {
+	if s == "" {
+		return errors.New("missing address (host:port, or :port for all interfaces)")
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	return nil
+}
+
+// CountTLS counts the listeners that terminate TLS.
+func CountTLS(listeners []ListenerConfig) int {
+	n := 0
+	for _, l := range listeners {
+		if l.Spec().TLS {
+			n++
+		}
+	}
+	return n
 }
 
 // Default fills in the kind (tcp) and the name, from the kind and i, the

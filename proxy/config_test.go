@@ -96,6 +96,34 @@ func TestListenerConfigDefaults(t *testing.T) {
 	}
 }
 
+// TestValidateListeners: the section as a whole gets defaulted names, and
+// a clashing name or a bad listen address is named by its place.
+func TestValidateListeners(t *testing.T) {
+	ls := []ListenerConfig{
+		{Listen: "127.0.0.1:8883", Backend: "127.0.0.1:1883"},
+		{Name: "tcp-0", Listen: "8884", Backend: "127.0.0.1:1883"},
+		{Kind: "redirect", Listen: ":80"},
+	}
+	err := ValidateListeners(ls)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{`listeners[1].name: "tcp-0" is used by another listener`, `listeners[1].listen: "8884" is not host:port`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "listeners[0]") || strings.Contains(err.Error(), "listeners[2]") {
+		t.Errorf("valid listeners reported:\n%v", err)
+	}
+	if ls[2].Name != "redirect-2" {
+		t.Errorf("name %q, want redirect-2", ls[2].Name)
+	}
+	if n := CountTLS(ls); n != 2 {
+		t.Errorf("CountTLS = %d, want 2", n)
+	}
+}
+
 // TestListenerConfigBuild: a validated listener builds into its kind.
 func TestListenerConfigBuild(t *testing.T) {
 	// New only needs a source of certificates; nothing handshakes here.

@@ -8,13 +8,14 @@ import (
 	"github.com/tlsfront/tlsfront/certs"
 	"github.com/tlsfront/tlsfront/internal/supervise"
 	"github.com/tlsfront/tlsfront/monitor"
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // buildMonitor makes tlsfront report on itself: metrics, status, the
 // self-probe of every TLS listener that /readyz depends on, alerts and the
 // failed-handshake log. It starts nothing; it runs as a component.
 func (a *app) buildMonitor() error {
-	if err := a.cfg.Monitor.CheckProbeAddress(a.cfg.tlsListeners()); err != nil {
+	if err := a.cfg.Monitor.CheckProbeAddress(proxy.CountTLS(a.cfg.Listeners)); err != nil {
 		return err
 	}
 	o := a.cfg.Monitor.Options

@@ -3,9 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
+
+	"github.com/tlsfront/tlsfront/proxy"
 )
 
 // validate checks cfg and fills in derived defaults (listener names). It
@@ -15,10 +16,10 @@ func (c *config) validate() error {
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
 	}
-	if err := validHostPort(c.Admin); err != nil && c.Admin != "" {
+	if err := proxy.ValidHostPort(c.Admin); err != nil && c.Admin != "" {
 		bad("admin", "%v", err)
 	}
-	if err := validHostPort(c.AdminGuard.Metrics); err != nil && c.AdminGuard.Metrics != "" {
+	if err := proxy.ValidHostPort(c.AdminGuard.Metrics); err != nil && c.AdminGuard.Metrics != "" {
 		bad("admin_guard.metrics", "%v", err)
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
@@ -36,26 +37,15 @@ func (c *config) validate() error {
 	if len(c.Listeners) == 0 {
 		bad("listeners", "none configured; give --listen and --backend, or a listeners section in --config")
 	}
-	names := map[string]bool{}
-	for i := range c.Listeners {
-		l := &c.Listeners[i]
-		f := fmt.Sprintf("listeners[%d]", i)
-		l.Default(i)
-		if names[l.Name] {
-			bad(f+".name", "%q is used by another listener", l.Name)
-		}
-		names[l.Name] = true
-		if err := validHostPort(l.Listen); err != nil {
-			bad(f+".listen", "%v", err)
-		}
-		if err := l.Validate(f); err != nil {
-			errs = append(errs, err)
-		}
+	if err := proxy.ValidateListeners(c.Listeners); err != nil {
+		errs = append(errs, err)
+	}
+	for i, l := range c.Listeners {
 		if !l.ClientAllow.Empty() && !c.ClientAuth.Enabled() {
-			bad(f+".client_allow", "needs client_auth.ca_file (--client-ca): only certificates that verify are checked against the list")
+			bad(fmt.Sprintf("listeners[%d].client_allow", i), "needs client_auth.ca_file (--client-ca): only certificates that verify are checked against the list")
 		}
 	}
-	if len(c.Certificates) == 0 && !c.ACME.On() && c.tlsListeners() > 0 {
+	if len(c.Certificates) == 0 && !c.ACME.On() && proxy.CountTLS(c.Listeners) > 0 {
 		bad("certificates", "none configured; give --cert and --key, a certificates section, or acme")
 	}
 	for i, cc := range c.Certificates {
@@ -86,27 +76,6 @@ func (c *config) validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// tlsListeners counts the listeners that terminate TLS.
-func (c *config) tlsListeners() int {
-	n := 0
-	for _, l := range c.Listeners {
-		if l.Spec().TLS {
-			n++
-		}
-	}
-	return n
-}
-
-func validHostPort(s string) error {
-	if s == "" {
-		return errors.New("missing address (host:port, or :port for all interfaces)")
-	}
-	if _, _, err := net.SplitHostPort(s); err != nil {
-		return fmt.Errorf("%q is not host:port", s)
-	}
-	return nil
 }
 
 func parseLevel(s string) (level int, err error) {
