@@ -67,11 +67,19 @@ func needMosquitto(t *testing.T) *broker.Broker {
 	if path == "" {
 		missing(t, "mosquitto", "apt-get install mosquitto")
 	}
-	b, err := broker.StartMosquitto(path, t.TempDir(), io.Discard)
+	var log testnet.Buffer
+	b, err := broker.StartMosquitto(path, t.TempDir(), &log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() {
+		b.Close()
+		// Whether a client ended with a DISCONNECT ("disconnected") or
+		// without ("closed its connection") is in the broker's log.
+		if t.Failed() {
+			t.Logf("mosquitto's log:\n%s", log.String())
+		}
+	})
 	return b
 }
 

@@ -55,9 +55,17 @@ sys.stdin.readline()  # the test says when the idle time is over
 if disconnects:
     print("disconnected while idle:", disconnects, flush=True)
     sys.exit(1)
-c.publish(topic, "still here", qos=1)
+info = c.publish(topic, "still here", qos=1)
 if not got.wait(10):
     print("own message did not arrive", flush=True)
+    sys.exit(1)
+# The broker's PUBACK comes after the message itself. paho closes its
+# socket right after sending DISCONNECT; a PUBACK arriving unread by then
+# turns the close into a reset, which can destroy the DISCONNECT on its
+# way (the broker then publishes the will). So let nothing be in flight.
+info.wait_for_publish(10)
+if not info.is_published():
+    print("no PUBACK within 10 s", flush=True)
     sys.exit(1)
 c.disconnect()
 # Stopping the loop at once can drop the queued DISCONNECT (the broker
