@@ -6,6 +6,8 @@ package main
 //	go test ./bench -run '^$' -bench Handshake -benchtime 3000x -cpuprofile cpu.out
 //	go tool pprof -top -focus 'tlsfront/proxy' bench.test cpu.out
 //	go test ./bench -run '^$' -bench IdleConnMemory -benchtime 1x -v
+//	GOMAXPROCS=1 taskset -c 0 go test ./bench -run '^$' -bench RoundTrip -benchtime 20000x -trace rtt.trace -v
+//	go tool trace -pprof=sched rtt.trace > sched.pprof
 //
 // The echo backend runs as its own process (built from ./echo) so that
 // the only goroutines in this process belong to the proxy.
@@ -15,11 +17,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -269,4 +273,34 @@ func proxyHeap() heapShare {
 		}
 	}
 	return hs
+}
+
+// BenchmarkRoundTrip sends 1 KiB through the proxy and waits for its echo,
+// b.N times on one connection, and logs the latency percentiles. With
+// -trace, the scheduler-latency profile says how long the proxy's
+// goroutines waited to run after the network woke them.
+func BenchmarkRoundTrip(b *testing.B) {
+	p := startInprocProxy(b)
+	c, err := tls.Dial("tcp", p.addr, p.client.tls)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	out, in := make([]byte, 1024), make([]byte, 1024)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := c.Write(out); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, in); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	at := func(q int) time.Duration { return lat[(len(lat)-1)*q/1000] }
+	b.Logf("round trip p50 %v, p99 %v, p99.9 %v", at(500), at(990), at(999))
 }
