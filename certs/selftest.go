@@ -54,12 +54,19 @@ func SelfTest(b *Bundle, v Verify) error {
 	if err := checkNames(b); err != nil {
 		return err
 	}
+	return handshakes(b, v, true)
+}
+
+// handshakes runs a TLS 1.3 and a TLS 1.2 handshake in memory with b, for
+// the first routed name (else the leaf's), the client verifying the chain
+// against v when verifyChain is set.
+func handshakes(b *Bundle, v Verify, verifyChain bool) error {
 	name := firstName(b.Leaf)
 	if len(b.Source.Names) > 0 {
 		name = b.Source.Names[0]
 	}
 	for _, ver := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		if err := handshakeInMemory(b, v, name, ver, true); err != nil {
+		if err := handshakeInMemory(b, v, name, ver, verifyChain); err != nil {
 			return &FileError{keyFileOf(b.Source), &HandshakeError{Name: name, Version: ver, Err: err}}
 		}
 	}
@@ -103,16 +110,10 @@ func (p *keyProver) selfTest(b *Bundle, v Verify) error {
 	if done {
 		return nil
 	}
-	name := firstName(b.Leaf)
-	if len(b.Source.Names) > 0 {
-		name = b.Source.Names[0]
-	}
-	for _, ver := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		// The chain was verified by the doctor; the client here checks
-		// only that the server could sign.
-		if err := handshakeInMemory(b, v, name, ver, false); err != nil {
-			return &FileError{keyFileOf(b.Source), &HandshakeError{Name: name, Version: ver, Err: err}}
-		}
+	// The chain was verified by the doctor; the client here checks only
+	// that the server could sign.
+	if err := handshakes(b, v, false); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	if p.proven == nil {
