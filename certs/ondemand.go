@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/tlsfront/tlsfront/limits"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -133,10 +134,12 @@ type onDemand struct {
 	concurrent, pending, perMinute, perDomain int
 	backoff                                   time.Duration
 
-	mu      sync.Mutex
-	names   map[string]*odState
-	rateTAT time.Time            // GCRA over all orders
-	domains map[string]time.Time // GCRA per registered domain
+	mu    sync.Mutex
+	names map[string]*odState
+	// limits.GCRA buckets, as Unix nanoseconds: over all orders, and per
+	// registered domain.
+	rateTAT int64
+	domains map[string]int64
 
 	started, obtained, failed atomic.Uint64
 	refused                   [4]atomic.Uint64 // by capIndex
@@ -170,7 +173,7 @@ func newOnDemand(a *ACME, cfg *certmagic.Config, o *OnDemandOptions) *onDemand {
 		perDomain:  or(o.MaxPerDomainPerHour, defaultODDomainPerH),
 		backoff:    o.RetryBackoff,
 		names:      map[string]*odState{},
-		domains:    map[string]time.Time{},
+		domains:    map[string]int64{},
 	}
 	if od.backoff <= 0 {
 		od.backoff = defaultODRetryBackoff
@@ -271,10 +274,11 @@ func (od *onDemand) enqueue(name string, now time.Time) error {
 	// The rate caps are spent when an attempt is queued, not when it
 	// reaches the CA: a flood of allowed names must cost no more than
 	// the caps allow in DNS lookups and storage reads too.
-	minute := time.Minute / time.Duration(od.perMinute)
-	rateTAT, ok1, wait := gcraAt(od.rateTAT, now, minute, od.perMinute)
-	if !ok1 {
-		return od.unsyncedLimited(name, CapRate, wait)
+	n := now.UnixNano()
+	minute := int64(time.Minute) / int64(od.perMinute)
+	rateTAT := od.rateTAT
+	if wait, ok := limits.GCRA(&rateTAT, n, minute, int64(od.perMinute-1)*minute); !ok {
+		return od.unsyncedLimited(name, CapRate, time.Duration(wait))
 	}
 	dom := registeredDomain(name)
 	if _, known := od.domains[dom]; !known && len(od.domains) >= maxODDomains {
@@ -283,10 +287,10 @@ func (od *onDemand) enqueue(name string, now time.Time) error {
 			return od.unsyncedLimited(name, CapNameTable, 0)
 		}
 	}
-	hour := time.Hour / time.Duration(od.perDomain)
-	domTAT, ok2, wait := gcraAt(od.domains[dom], now, hour, od.perDomain)
-	if !ok2 {
-		return od.unsyncedLimited(name, CapDomain, wait)
+	hour := int64(time.Hour) / int64(od.perDomain)
+	domTAT := od.domains[dom]
+	if wait, ok := limits.GCRA(&domTAT, n, hour, int64(od.perDomain-1)*hour); !ok {
+		return od.unsyncedLimited(name, CapDomain, time.Duration(wait))
 	}
 	select {
 	case od.queue <- name:
@@ -323,26 +327,10 @@ func (od *onDemand) unsyncedPrune(now time.Time) bool {
 // again. The caller holds od.mu.
 func (od *onDemand) unsyncedPruneDomains(now time.Time) {
 	for d, tat := range od.domains {
-		if !tat.After(now) {
+		if tat <= now.UnixNano() {
 			delete(od.domains, d)
 		}
 	}
-}
-
-// gcraAt is the generic cell rate algorithm (a token bucket of burst
-// tokens refilled one per interval) kept as one time: tat is when the
-// bucket is full again. It returns the new tat if a token can be taken now,
-// else how long until one can.
-func gcraAt(tat, now time.Time, interval time.Duration, burst int) (time.Time, bool, time.Duration) {
-	at := tat
-	if at.Before(now) {
-		at = now
-	}
-	tau := time.Duration(burst-1) * interval
-	if d := at.Sub(now); d > tau {
-		return tat, false, d - tau
-	}
-	return at.Add(interval), true, 0
 }
 
 // registeredDomain is name's registrable domain (eTLD+1), which is what

@@ -140,7 +140,7 @@ func (l *Limiter) unsyncedCheckClient(c *clientState, now int64) (limitID, time.
 		return idClientConns, time.Second
 	}
 	if l.clientT > 0 {
-		if wait, ok := gcra(&c.tat, now, l.clientT, l.clientTau); !ok {
+		if wait, ok := GCRA(&c.tat, now, l.clientT, l.clientTau); !ok {
 			return idClientRate, time.Duration(wait)
 		}
 	}

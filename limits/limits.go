@@ -733,7 +733,7 @@ func (l *Limiter) AdmitClientID(id string) *Refusal {
 		return nil
 	}
 	e := &s.slots[idx].e
-	wait, ok := gcra(&e.tat, now, l.idT, l.idTau)
+	wait, ok := GCRA(&e.tat, now, l.idT, l.idTau)
 	s.unsyncedTouch(idx)
 	s.mu.Unlock()
 	if !ok {
@@ -747,12 +747,13 @@ type idState struct {
 	tat int64 // GCRA theoretical arrival time
 }
 
-// gcra is the generic cell rate algorithm, a token bucket kept as one
+// GCRA is the generic cell rate algorithm, a token bucket kept as one
 // number: tat is when the bucket would be full again. A request at now
 // conforms when tat-now is within tau (burst-1 intervals of t); it then
 // moves tat one interval on. Otherwise wait is how long until it would
-// conform.
-func gcra(tat *int64, now, t, tau int64) (wait int64, ok bool) {
+// conform. All are in the same unit (tlsfront uses nanoseconds). It is
+// the one rate algorithm of tlsfront's caps, the issuance caps included.
+func GCRA(tat *int64, now, t, tau int64) (wait int64, ok bool) {
 	at := max(*tat, now)
 	if at-now > tau {
 		return at - now - tau, false
