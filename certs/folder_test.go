@@ -229,7 +229,7 @@ func TestFolderAddAndRemove(t *testing.T) {
 	live := t.TempDir()
 	a := certbotPair(t, ca, live, "a.example.com")
 	certbotPair(t, ca, live, "b.example.com")
-	var logs syncBuffer
+	var logs testnet.Buffer
 	m := newTestManager(t, ManagerOptions{Folders: []FolderSource{{Dir: live}}, Trust: TrustOptions{CAFile: ca.RootFile()},
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	addr := serveTLS(t, m)

@@ -340,24 +340,6 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestManagerWarnsOfShadowedCertificate: two ECDSA certificates for one
 // name are logged at load; an RSA one beside them is not, and it is proved
 // for the routed name like the others.
@@ -371,7 +353,7 @@ func TestManagerWarnsOfShadowedCertificate(t *testing.T) {
 		f := ca.WriteLeaf(ca.Leaf(pki.Options{DNSNames: []string{"broker.example.com"}, RSA: c.rsa}))
 		files = append(files, FileCert{ID: c.id, CertFile: f.Cert, KeyFile: f.Key})
 	}
-	var logs syncBuffer
+	var logs testnet.Buffer
 	m, err := NewManager(ManagerOptions{Files: files, Trust: TrustOptions{CAFile: ca.RootFile()}, RoutedNames: []string{"broker.example.com"},
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
