@@ -16,6 +16,7 @@ import (
 
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/pki/pkitest"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 const promDir = "../examples/prometheus"
@@ -88,10 +89,7 @@ func TestExampleRulesUseExportedMetrics(t *testing.T) {
 func TestExampleRulesPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed; .ci/run installs Debian's prometheus package")
-		}
-		t.Skip("promtool not installed")
+		testnet.Missing(t, "promtool", "apt-get install prometheus")
 	}
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts.test.yml"}} {
 		cmd := exec.Command(promtool, args...)

@@ -33,15 +33,6 @@ import (
 
 const interopDir = "testdata/interop"
 
-// missing skips the test, or fails it in CI.
-func missing(t *testing.T, what, install string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is missing; .ci/run must install it (%s)", what, install)
-	}
-	t.Skipf("%s is missing (%s)", what, install)
-}
-
 func interop(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
@@ -53,10 +44,10 @@ func needNode(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		missing(t, "node", "apt-get install nodejs npm")
+		testnet.Missing(t, "node", "apt-get install nodejs npm")
 	}
 	if _, err := os.Stat(filepath.Join(interopDir, "node_modules", "ws")); err != nil {
-		missing(t, interopDir+"/node_modules", "npm ci in "+interopDir)
+		testnet.Missing(t, interopDir+"/node_modules", "npm ci in "+interopDir)
 	}
 	return node
 }
@@ -65,7 +56,7 @@ func needMosquitto(t *testing.T) *broker.Broker {
 	t.Helper()
 	path := broker.MosquittoPath()
 	if path == "" {
-		missing(t, "mosquitto", "apt-get install mosquitto")
+		testnet.Missing(t, "mosquitto", "apt-get install mosquitto")
 	}
 	var log testnet.Buffer
 	b, err := broker.StartMosquitto(path, t.TempDir(), &log)
@@ -221,7 +212,7 @@ func TestInteropMQTTjsChromium(t *testing.T) {
 	needNode(t) // for node_modules/mqtt/dist
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
-		missing(t, "chromium", "apt-get install chromium")
+		testnet.Missing(t, "chromium", "apt-get install chromium")
 	}
 	b := needMosquitto(t)
 	p := startProxy(t, Options{Kind: KindHTTP, Backend: Backend{Network: "tcp", Address: b.WS}})
@@ -277,7 +268,7 @@ func TestInteropPahoPython(t *testing.T) {
 	interop(t)
 	const python = "/usr/bin/python3" // the one Debian's python3-paho-mqtt is for
 	if err := exec.Command(python, "-c", "import paho.mqtt.client").Run(); err != nil {
-		missing(t, "python3-paho-mqtt", "apt-get install python3-paho-mqtt")
+		testnet.Missing(t, "python3-paho-mqtt", "apt-get install python3-paho-mqtt")
 	}
 	b := needMosquitto(t)
 	const interval = 300 * time.Millisecond

@@ -151,10 +151,7 @@ func requireMosquitto(t *testing.T) string {
 	t.Helper()
 	p := broker.MosquittoPath()
 	if p == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mosquitto is not installed; .ci/run must install it")
-		}
-		t.Skip("mosquitto not installed (apt-get install -y mosquitto mosquitto-clients)")
+		testnet.Missing(t, "mosquitto", "apt-get install -y mosquitto mosquitto-clients")
 	}
 	return p
 }
@@ -251,10 +248,7 @@ func TestMosquittoClientsThroughTLSFront(t *testing.T) {
 	sub, err1 := exec.LookPath("mosquitto_sub")
 	pub, err2 := exec.LookPath("mosquitto_pub")
 	if err1 != nil || err2 != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mosquitto-clients not installed")
-		}
-		t.Skip("mosquitto-clients not installed")
+		testnet.Missing(t, "mosquitto-clients", "apt-get install -y mosquitto-clients")
 	}
 	b := startBroker(t, "mosquitto")
 	tc := newTestCerts(t)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 )
@@ -119,4 +120,14 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// Missing skips the test for a tool that is not installed, or fails it in
+// CI (env CI set), where .ci/run must have installed it; install says how.
+func Missing(t testing.TB, what, install string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing; .ci/run must install it (%s)", what, install)
+	}
+	t.Skipf("%s is missing (%s)", what, install)
 }
