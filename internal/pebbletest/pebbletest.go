@@ -117,7 +117,6 @@ func Start(t testing.TB, o Options) *Server {
 		Roots:        pki.Pool(root),
 		RootFile:     rootFile,
 		mgmt:         "https://" + mgmt,
-		out:          &testnet.Buffer{},
 	}
 	s.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.Roots}}}
 
@@ -126,19 +125,8 @@ func Start(t testing.TB, o Options) *Server {
 	if o.AlwaysValid {
 		cmd.Env = append(cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")
 	}
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	waited := make(chan struct{})
-	go func() { defer close(waited); cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-waited
-		if t.Failed() {
-			t.Logf("pebble output:\n%s", s.out.String())
-		}
-	})
+	proc := testnet.Run(t, cmd)
+	s.out = proc.Out
 	deadline := time.Now().Add(15 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -154,7 +142,7 @@ func Start(t testing.TB, o Options) *Server {
 			t.Fatalf("pebble did not answer %s: %v\n%s", s.DirectoryURL, err, s.out.String())
 		}
 		select {
-		case <-waited:
+		case <-proc.Exited:
 			t.Fatalf("pebble exited:\n%s", s.out.String())
 		case <-tick.C:
 		}

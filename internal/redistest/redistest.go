@@ -164,25 +164,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	bin := binary(t)
 	dir := t.TempDir()
 	masterPort, sentinelPort := testnet.FreePort(t), testnet.FreePort(t)
-	out := &testnet.Buffer{}
-	start := func(args ...string) {
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", bin, err)
-		}
-		waited := make(chan struct{})
-		go func() { defer close(waited); cmd.Wait() }()
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			<-waited
-		})
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("redis-server and sentinel output:\n%s", out.String())
-		}
-	})
+	start := func(args ...string) *testnet.Buffer { return testnet.Run(t, exec.Command(bin, args...)).Out }
 	start("--port", strconv.Itoa(masterPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
 	// A sentinel rewrites its config file, so it gets one of its own.
 	conf := filepath.Join(dir, "sentinel.conf")
@@ -192,7 +174,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start(conf, "--sentinel")
+	out := start(conf, "--sentinel")
 	s := &Sentinel{
 		Master:     "tlsfront",
 		Addr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(sentinelPort)),
@@ -254,7 +236,6 @@ func StartTLS(t testing.TB, files TLSFiles, cfg *tls.Config) string {
 	t.Helper()
 	bin := binary(t)
 	port := testnet.FreePort(t)
-	out := &testnet.Buffer{}
 	cmd := exec.Command(bin,
 		"--port", "0",
 		"--tls-port", strconv.Itoa(port),
@@ -264,19 +245,8 @@ func StartTLS(t testing.TB, files TLSFiles, cfg *tls.Config) string {
 		"--tls-ca-cert-file", files.CA,
 		"--save", "", "--appendonly", "no", "--dir", t.TempDir(),
 	)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	waited := make(chan struct{})
-	go func() { defer close(waited); cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-waited
-		if t.Failed() {
-			t.Logf("redis-server (tls) output:\n%s", out.String())
-		}
-	})
+	proc := testnet.Run(t, cmd)
+	out := proc.Out
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(10 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -297,7 +267,7 @@ func StartTLS(t testing.TB, files TLSFiles, cfg *tls.Config) string {
 			t.Fatalf("redis-server did not answer TLS on %s: %v\n%s", addr, err, out.String())
 		}
 		select {
-		case <-waited:
+		case <-proc.Exited:
 			t.Fatalf("redis-server exited:\n%s", out.String())
 		case <-tick.C:
 		}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -130,4 +132,33 @@ func Missing(t testing.TB, what, install string) {
 		t.Fatalf("%s is missing; .ci/run must install it (%s)", what, install)
 	}
 	t.Skipf("%s is missing (%s)", what, install)
+}
+
+// Process is a command started for a test by Run.
+type Process struct {
+	// Out is what it wrote to stdout and stderr.
+	Out *Buffer
+	// Exited is closed once it has exited.
+	Exited <-chan struct{}
+}
+
+// Run starts cmd with its output kept in a Buffer. When the test ends it
+// is killed and waited for, and its output is logged if the test failed.
+func Run(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	out := &Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	exited := make(chan struct{})
+	go func() { defer close(exited); cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), out.String())
+		}
+	})
+	return &Process{Out: out, Exited: exited}
 }
