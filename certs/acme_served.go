@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"context"
 	"crypto/x509"
 	"log/slog"
 	"slices"
@@ -142,29 +143,27 @@ func ReportACME(rep report.Sink, log *slog.Logger) func(event string, names []st
 		return 0
 	}
 	return func(event string, names []string, err error) {
-		kind := report.ACMECached
+		kind, level := report.ACMECached, slog.LevelInfo
 		switch event {
 		case EventFailed, EventRenewFailed:
-			kind = report.ACMEFailed
-			log.Error("acme "+event, "names", names, "err", err)
+			kind, level = report.ACMEFailed, slog.LevelError
 		case EventRefused:
-			kind = report.ACMERefused
 			// Scanners trying random names would flood the log at info.
-			log.Debug("acme "+event, "names", names, "err", err)
+			kind, level = report.ACMERefused, slog.LevelDebug
 		case EventOCSPRevoked:
-			kind = report.ACMERevoked
-			log.Warn("acme "+event, "names", names)
-		default:
-			switch event {
-			case EventObtaining, EventRenewing:
-				kind = report.ACMEObtaining
-			case EventObtained:
-				kind = report.ACMEObtained
-			case EventRenewed:
-				kind = report.ACMERenewed
-			}
-			log.Info("acme "+event, "names", names)
+			kind, level = report.ACMERevoked, slog.LevelWarn
+		case EventObtaining, EventRenewing:
+			kind = report.ACMEObtaining
+		case EventObtained:
+			kind = report.ACMEObtained
+		case EventRenewed:
+			kind = report.ACMERenewed
 		}
+		attrs := []any{"names", names}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		log.Log(context.Background(), level, "acme "+event, attrs...)
 		rep.ACME(report.ACME{Event: kind, Names: names, Err: err, Took: took(event, names)})
 	}
 }
