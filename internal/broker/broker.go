@@ -34,12 +34,26 @@ func (b *Broker) Close() error { return b.stop() }
 // FreePort returns a loopback port that was free a moment ago. Mosquitto
 // needs fixed ports in its configuration; callers retry on a collision.
 func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// FreePorts is FreePort for n distinct ports: each is held until all are
+// chosen, so no two are the same.
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
 }
 
 // Start runs Mosquitto if it is on PATH (or in /usr/sbin), else the
@@ -77,14 +91,11 @@ func StartMosquitto(path, dir string, log io.Writer) (*Broker, error) {
 }
 
 func tryMosquitto(path, dir string, log io.Writer) (*Broker, error) {
-	mp, err := FreePort()
+	ports, err := FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	wp, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
+	mp, wp := ports[0], ports[1]
 	conf := fmt.Sprintf("per_listener_settings false\nallow_anonymous true\nlistener %d 127.0.0.1\nlistener %d 127.0.0.1\nprotocol websockets\n", mp, wp)
 	cf := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {

@@ -90,8 +90,12 @@ func Start(t testing.TB, o Options) *Server {
 	if validity == 0 {
 		validity = 90 * 24 * time.Hour
 	}
-	listen := fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
-	mgmt := fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
+	// The DNS server listens on port 0 first: started after the ports
+	// below were chosen and freed, it could be given one of them.
+	dnsAddr := startDNS(t)
+	ports := testnet.FreePorts(t, 2)
+	listen := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	mgmt := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	cfgJSON, err := json.Marshal(map[string]any{"pebble": map[string]any{
 		"listenAddress":           listen,
 		"managementListenAddress": mgmt,
@@ -120,7 +124,7 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	s.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.Roots}}}
 
-	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", startDNS(t))
+	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", dnsAddr)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
 	if o.AlwaysValid {
 		cmd.Env = append(cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")

@@ -163,7 +163,8 @@ func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
 	bin := binary(t)
 	dir := t.TempDir()
-	masterPort, sentinelPort := testnet.FreePort(t), testnet.FreePort(t)
+	ports := testnet.FreePorts(t, 2)
+	masterPort, sentinelPort := ports[0], ports[1]
 	start := func(args ...string) *testnet.Buffer { return testnet.Run(t, exec.Command(bin, args...)).Out }
 	start("--port", strconv.Itoa(masterPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
 	// A sentinel rewrites its config file, so it gets one of its own.
