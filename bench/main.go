@@ -74,7 +74,7 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 	idle := fs.String("idle", "3000,9000", "idle connection counts at which RSS is read (at most 9000: the open-files limit is 20000)")
 	fs.DurationVar(&s.idleSettle, "idle-settle", 10*time.Second, "after each idle step, wait this long and read RSS again (0: once, right after opening)")
 	fs.StringVar(&s.perfOut, "perf", "", "record tlsfront with perf during one test (-perf-test) and write the report to this `file`")
-	fs.StringVar(&s.perfTest, "perf-test", "conn", "the test -perf records: conn or bulk (the 1-connection throughput test)")
+	fs.StringVar(&s.perfTest, "perf-test", "conn", "the test -perf records: conn, bulk (the 1-connection throughput test) or rtt")
 	fs.BoolVar(&s.quick, "quick", false, "short smoke run (about 1 minute); numbers are not for the record")
 	fs.IntVar(&s.nice, "nice", -20, "`niceness` of the load generator, echo backend and proxies, so that other work on the machine disturbs the numbers less (0 to leave it)")
 	fs.StringVar(&s.tlsfrontEnv, "tlsfront-env", "", "extra `VAR=value,...` environment for tlsfront, for experiments such as GOGC=50")
@@ -86,8 +86,8 @@ func parseSettings(args []string, stderr io.Writer) (*settings, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	s.bulkBytes = int64(*bulkMiB) << 20
-	if s.perfTest != "conn" && s.perfTest != "bulk" {
-		return nil, fmt.Errorf("-perf-test: %q is not conn or bulk", s.perfTest)
+	if s.perfTest != "conn" && s.perfTest != "bulk" && s.perfTest != "rtt" {
+		return nil, fmt.Errorf("-perf-test: %q is not conn, bulk or rtt", s.perfTest)
 	}
 	s.tests = map[string]bool{}
 	for _, t := range strings.Split(*tests, ",") {

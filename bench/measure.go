@@ -19,6 +19,10 @@ const (
 	phaseWake
 )
 
+// rttWarmup is how many round trips the latency test makes before it
+// measures.
+const rttWarmup = 200
+
 // wakeQuiet is how long the wake-up test leaves its connections quiet:
 // well past tlsfront's default ParkAfter (1 s), so they are parked.
 const wakeQuiet = 2 * time.Second
@@ -35,7 +39,11 @@ type result struct {
 	bulk1, bulk8       *bulkResult
 	bulk1CPU, bulk8CPU time.Duration
 
-	rtt *rttResult
+	rtt    *rttResult
+	rttCPU time.Duration // proxy CPU during the latency test
+	// rttSwitches is how often the proxy's threads were switched out
+	// during the latency test.
+	rttSwitches int64
 
 	wake *wakeResult
 
@@ -141,7 +149,24 @@ func (h *harness) loadTests(ctx context.Context, t *target, idx int, r *result) 
 		}
 	}
 	if s.runs("rtt") {
-		r.rtt = cl.rtt(ctx, srcAddr(phaseRTT, idx), 1024, 200, s.rttCount, 30*time.Second)
+		var perfDone func() error
+		if s.perfOut != "" && s.perfTest == "rtt" && t.name == "tlsfront" && rn.proxy != nil {
+			var err error
+			// Two seconds: the shortest latency test (1,000 round
+			// trips in -quick) lasts at least that long.
+			if perfDone, err = h.startPerf(ctx, rn.proxy, 2*time.Second); err != nil {
+				return err
+			}
+		}
+		g0 := h.group(rn.proxy)
+		r.rtt = cl.rtt(ctx, srcAddr(phaseRTT, idx), 1024, rttWarmup, s.rttCount, 30*time.Second)
+		g1 := h.group(rn.proxy)
+		r.rttCPU, r.rttSwitches = g1.cpu-g0.cpu, g1.switches-g0.switches
+		if perfDone != nil {
+			if err := perfDone(); err != nil {
+				h.logf("  perf: %v", err)
+			}
+		}
 		h.logf("  rtt 1 KiB: p50 %s p99 %s (%d samples) %s", r.rtt.pct(50), r.rtt.pct(99), len(r.rtt.samples), r.rtt.errs.String())
 	}
 	if s.runs("wake") {
@@ -249,14 +274,16 @@ func (h *harness) idleTest(ctx context.Context, t *target, idx int, r *result) e
 }
 
 func (h *harness) cpuOf(pr *proc) time.Duration {
+	return h.group(pr).cpu
+}
+
+// group reads pr's process group; zero for no process.
+func (h *harness) group(pr *proc) groupStats {
 	if pr == nil {
-		return 0
+		return groupStats{}
 	}
-	gs, err := readGroup(pr.pid)
-	if err != nil {
-		return 0
-	}
-	return gs.cpu
+	gs, _ := readGroup(pr.pid)
+	return gs
 }
 
 // settle waits until the proxy stops using CPU (connections still being

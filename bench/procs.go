@@ -197,7 +197,10 @@ func (t *tailBuffer) String() string {
 type groupStats struct {
 	cpu   time.Duration // utime+stime, all threads, all processes
 	rssKB int64         // sum of VmRSS
-	procs int
+	// switches counts the times the threads were switched out, waiting
+	// or preempted.
+	switches int64
+	procs    int
 }
 
 // readGroup sums /proc stats over the processes whose process group is
@@ -220,6 +223,7 @@ func readGroup(pgid int) (groupStats, error) {
 		gs.cpu += st.CPU
 		rss, _ := procstat.Mem(pid)
 		gs.rssKB += rss
+		gs.switches += procstat.Switches(pid)
 		gs.procs++
 	}
 	if gs.procs == 0 {

@@ -164,6 +164,16 @@ func (rep *report) rows() []row {
 	rows = append(rows,
 		row{metric: "round trip 1 KiB, p50 (µs)", better: "lower", format: "%.0f", vals: rttRow(50, false)},
 		row{metric: "round trip 1 KiB, p99 (µs)", better: "lower", format: "%.0f", vals: rttRow(99, false)},
+		// The proxy's own work per round trip: what a latency gap is made
+		// of when it is not waiting.
+		row{metric: "  proxy CPU per round trip (µs)", better: "lower", format: "%.1f",
+			vals: per("lower", func(r, _ *result) (float64, bool) {
+				return float64(r.rttCPU.Nanoseconds()) / 1e3 / rttCount(r), proxied(r) && len(r.rtt.samples) > 0
+			})},
+		row{metric: "  proxy threads switched out per round trip", better: "lower", format: "%.1f",
+			vals: per("lower", func(r, _ *result) (float64, bool) {
+				return float64(r.rttSwitches) / rttCount(r), proxied(r) && len(r.rtt.samples) > 0
+			})},
 	)
 	if haveDirect {
 		rows = append(rows,
@@ -255,6 +265,10 @@ func medianOf(vs []float64) float64 {
 	}
 	return s[len(s)/2]
 }
+
+// rttCount is how many round trips the latency test made, warm-up
+// included.
+func rttCount(r *result) float64 { return float64(len(r.rtt.samples) + rttWarmup) }
 
 func pct(cpu, wall time.Duration) float64 {
 	if wall <= 0 {
@@ -424,7 +438,7 @@ func (rep *report) markdown() string {
 		"nginx: 1 worker (`worker_processes 1`), stream module, `proxy_timeout 1h`; HAProxy: `nbthread 1`, `mode tcp`, timeouts 1h, `maxconn 9500`; tlsfront: tcp listener with default settings, `--log-level warn`. Each proxy's own defaults otherwise (e.g. session tickets).",
 		fmt.Sprintf("New connections: %d workers, each connecting, handshaking, echoing 64 bytes and closing, for %s after a 1 s warm-up. Proxy CPU = utime+stime from /proc/PID/stat summed over the proxy's process group (nginx: master + worker), delta over the test, divided by connections completed. The load generator shares its core with the echo backend, so when the proxy is not near 100%% busy the connection rate is bounded by the client, not the proxy; CPU per connection is the comparable number.", rep.set.hsWorkers, rep.set.hsDuration),
 		fmt.Sprintf("Throughput: 32 KiB writes with the echo read back concurrently, on 1 and on 8 connections, until %d MiB written in total or %s. MB/s = 10^6 bytes echoed per second (each byte crosses the proxy twice: in and back). When the proxy is not near 100%% busy, other work on the machine limits the rate; the proxy's CPU per MB carried is then the comparable number.", rep.set.bulkBytes>>20, rep.set.bulkDuration),
-		fmt.Sprintf("Latency: one connection, 1 KiB written then read back, 200 warm-up + %d measured round trips; added latency = proxy percentile − direct percentile from the same round.", rep.set.rttCount),
+		fmt.Sprintf("Latency: one connection, 1 KiB written then read back, %d warm-up + %d measured round trips; added latency = proxy percentile − direct percentile from the same round. Proxy CPU and thread switches per round trip are counted over the whole test, warm-up included, from /proc (switches: voluntary + involuntary, summed over the threads).", rttWarmup, rep.set.rttCount),
 		fmt.Sprintf("Wake-up: %d connections (handshake + one echo each), all left quiet for %s (tlsfront parks a direction after 1 s without data), then on each in turn one 1 KiB round trip (the first after the quiet spell) and at once a second. The wake-up cost is the median over connections of the difference; nginx and HAProxy, which do not park, show what a quiet spell costs anyway (cold caches).", rep.set.wakeConns, wakeQuiet),
 		"CPU steal: from /proc/stat, the share of both cores the hypervisor gave to other guests during each target's load tests.",
 		"Idle memory: a fresh proxy process; VmRSS summed over its process group (nginx: master + worker; the master is constant so the slope is the worker's) after one connection, then after opening idle TLS connections (handshake + one echo round trip, then quiet), read once it is stable (two reads 250 ms apart within 0.5%, at most 5 s). The slope between the last two counts is the cost per connection. Kernel socket buffers are not in RSS. At most 9,000: the open-files limit is 20,000 and each proxied connection costs the proxy 2 descriptors.",

@@ -66,9 +66,30 @@ func CPU(pid int) (time.Duration, error) {
 // Mem returns the process's resident set size and its peak, in KiB; 0
 // when unknown.
 func Mem(pid int) (rssKB, hwmKB int64) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	st := status(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	return st["VmRSS"], st["VmHWM"]
+}
+
+// Switches returns how many times the process's threads were switched
+// out, voluntarily (to wait) or not (preempted), summed over the threads
+// that are alive now.
+func Switches(pid int) int64 {
+	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "status"))
+	var n int64
+	for _, path := range tasks {
+		st := status(path)
+		n += st["voluntary_ctxt_switches"] + st["nonvoluntary_ctxt_switches"]
+	}
+	return n
+}
+
+// status reads the numeric fields of a /proc status file (the first
+// number of each line); empty when it cannot be read.
+func status(path string) map[string]int64 {
+	fields := map[string]int64{}
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, 0
+		return fields
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, _ := strings.Cut(line, ":")
@@ -76,12 +97,9 @@ func Mem(pid int) (rssKB, hwmKB int64) {
 		if len(f) == 0 {
 			continue
 		}
-		switch k {
-		case "VmRSS":
-			rssKB, _ = strconv.ParseInt(f[0], 10, 64)
-		case "VmHWM":
-			hwmKB, _ = strconv.ParseInt(f[0], 10, 64)
+		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			fields[k] = n
 		}
 	}
-	return rssKB, hwmKB
+	return fields
 }

@@ -1,16 +1,14 @@
+//go:build linux
+
 package procstat
 
 import (
 	"os"
-	"runtime"
 	"syscall"
 	"testing"
 )
 
 func TestReadsThisProcess(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc")
-	}
 	st, err := Read(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
@@ -23,5 +21,13 @@ func TestReadsThisProcess(t *testing.T) {
 	}
 	if rss, hwm := Mem(os.Getpid()); rss <= 0 || hwm < rss {
 		t.Errorf("VmRSS %d KiB, VmHWM %d KiB", rss, hwm)
+	}
+	// A thread that sleeps in the kernel is switched out.
+	before := Switches(os.Getpid())
+	for range 3 {
+		syscall.Nanosleep(&syscall.Timespec{Nsec: 1e6}, nil)
+	}
+	if after := Switches(os.Getpid()); after <= before {
+		t.Errorf("context switches %d after three sleeps, %d before", after, before)
 	}
 }
