@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -14,6 +15,9 @@ import (
 // is needed after the handshake.
 type conn struct {
 	net.Conn
+	// rc is Conn's socket when Conn is a plain one (nothing buffered
+	// above it): reads and writes then go through rawRead and rawWrite.
+	rc syscall.RawConn
 	// hs is set for the handshake and dropped after it (endHandshake).
 	hs *connHandshake
 	// served is the certificate this handshake served, when the listener
@@ -132,10 +136,22 @@ func (c *conn) Read(b []byte) (int, error) {
 	return c.readWire(b)
 }
 
-// readWire reads from the socket, keeping what the handshake's reports
-// need.
-func (c *conn) readWire(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
+// Write writes to the socket (see rawio.go).
+func (c *conn) Write(b []byte) (int, error) {
+	if c.rc != nil {
+		return rawWrite(c.rc, c.Conn, b)
+	}
+	return c.Conn.Write(b)
+}
+
+// readWire reads from the socket (see rawio.go), keeping what the
+// handshake's reports need.
+func (c *conn) readWire(b []byte) (n int, err error) {
+	if c.rc != nil {
+		n, err = rawRead(c.rc, c.Conn, b)
+	} else {
+		n, err = c.Conn.Read(b)
+	}
 	if hs := c.hs; n > 0 && hs != nil && !hs.done {
 		if hs.headLen < len(hs.head) {
 			hs.headLen += copy(hs.head[hs.headLen:], b[:n])

@@ -426,7 +426,7 @@ func (h *half) copy(first bool) error {
 				draining = h.p.draining.Load()
 				out = out[:h.fr.advance(out, draining)]
 			}
-			w, werr := h.dst.Write(out)
+			w, werr := h.write(out)
 			h.n += int64(w)
 			if h.awaitsAnswer {
 				h.awaitsAnswer = false
@@ -494,6 +494,15 @@ func (h *half) copy(first bool) error {
 		// small buffer.
 		quiet = h.raw == nil
 	}
+}
+
+// write writes b to dst: to the backend's socket directly when it is a
+// plain one (see rawio.go), else through its net.Conn.
+func (h *half) write(b []byte) (int, error) {
+	if be := &h.p.halves[1]; h != be && be.rawReads {
+		return rawWrite(be.raw, h.dst, b)
+	}
+	return h.dst.Write(b)
 }
 
 // readMore adds whole records to buf[:n] while a full record came, the

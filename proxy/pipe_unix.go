@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
 	"syscall"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -22,20 +23,23 @@ func readRaw(raw syscall.RawConn, buf **[]byte) (int, error) {
 		if *buf == nil {
 			*buf = getBuf(false)
 		}
-		n, rerr = syscall.Read(int(fd), **buf)
-		if n < 0 {
-			n = 0
+		var errno syscall.Errno
+		for n, errno = sysRead(fd, **buf); errno == syscall.EINTR; {
+			n, errno = sysRead(fd, **buf)
 		}
-		if rerr == syscall.EAGAIN {
+		if errno == syscall.EAGAIN {
 			// Not readable yet: give the buffer back while we wait.
 			putBuf(*buf)
 			*buf = nil
 			return false
 		}
+		if errno != 0 {
+			rerr = errno
+		}
 		return true
 	})
-	if err == nil {
-		err = rerr
+	if err == nil && rerr != nil {
+		err = os.NewSyscallError("read", rerr)
 	}
 	if n == 0 && err == nil {
 		err = io.EOF
@@ -71,6 +75,9 @@ func socketOf(c net.Conn) syscall.RawConn {
 		case *tls.Conn:
 			c = v.NetConn()
 		case *conn:
+			if v.rc != nil {
+				return v.rc
+			}
 			c = v.Conn
 		case *proxyproto.Conn:
 			c = v.Raw()
@@ -93,8 +100,6 @@ func waitReadable(raw syscall.RawConn) error {
 	return raw.Read(func(fd uintptr) bool {
 		// Peek rather than trust the poller's last word: the socket may
 		// hold bytes that arrived before we started waiting.
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN
+		return sysPeek(fd)
 	})
 }

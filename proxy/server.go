@@ -347,7 +347,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		// The handshake's state is a separate object, dropped once the
 		// handshake ends: conn lives as long as the connection.
-		c := &conn{Conn: raw, onClose: release, hs: new(connHandshake)}
+		c := &conn{Conn: raw, rc: plainSocketOf(raw), onClose: release, hs: new(connHandshake)}
 		if !s.track(c) {
 			c.Close()
 			return ErrServerClosed
@@ -410,7 +410,9 @@ func (s *Server) serveConn(c *conn) {
 			policy = proxyproto.USE
 		}
 		pc := proxyproto.NewConn(c.Conn, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(s.helloTimeout()))
-		c.Conn = pc
+		// The header reader buffers what follows the header: reads go
+		// through it, not straight to the socket.
+		c.Conn, c.rc = pc, nil
 		// Reading the header is what makes RemoteAddr the client's.
 		if _, err := pc.Read(nil); err != nil {
 			if errors.Is(err, proxyproto.ErrSuperfluousProxyHeader) {

@@ -1,0 +1,35 @@
+//go:build linux && !race
+
+package proxy
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// sysRead is read(2) without telling the runtime (see rawio.go).
+func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), 0
+}
+
+// sysWrite is send(2) without telling the runtime (see rawio.go), with
+// MSG_NOSIGNAL: a peer that went away is an EPIPE, not a signal.
+func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), 0
+}
+
+// sysPeek reports whether the socket has a byte to read, has reached the
+// end of its stream or failed, without reading (see rawio.go).
+func sysPeek(fd uintptr) bool {
+	var b [1]byte
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return errno != syscall.EAGAIN
+}
