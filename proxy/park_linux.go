@@ -82,20 +82,20 @@ func (w *watcher) loop() {
 	events := make([]unix.EpollEvent, 64)
 	for {
 		var n int
-		var werr error
+		var werr syscall.Errno
 		err := w.rc.Read(func(epfd uintptr) bool {
 			for {
 				// A zero timeout never blocks; EINTR is unlikely but must
 				// not be taken for "nothing ready".
-				if n, werr = unix.EpollWait(int(epfd), events, 0); werr != unix.EINTR {
-					return n != 0 // nothing ready: wait for the netpoller
+				if n, werr = sysEpollWait(epfd, events); werr != unix.EINTR {
+					return n != 0 || werr != 0 // nothing ready: wait for the netpoller
 				}
 			}
 		})
 		if err != nil {
 			return // closed
 		}
-		if werr != nil {
+		if werr != 0 {
 			// Cannot happen with a valid descriptor and buffer; if it
 			// does, parked directions are still ended by closeAll.
 			w.log.Error("epoll_wait failed; parked connections wake no more", "err", werr)
@@ -137,7 +137,9 @@ func (w *watcher) park(h *half) bool {
 	var cerr error
 	err := w.rc.Control(func(epfd uintptr) {
 		err := h.raw.Control(func(fd uintptr) {
-			cerr = unix.EpollCtl(int(epfd), unix.EPOLL_CTL_ADD, int(fd), &ev)
+			if errno := sysEpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); errno != 0 {
+				cerr = errno
+			}
 		})
 		if cerr == nil {
 			cerr = err
@@ -168,7 +170,7 @@ func (w *watcher) unpark(h *half) bool {
 func (w *watcher) unsyncedDel(h *half) {
 	w.rc.Control(func(epfd uintptr) {
 		h.raw.Control(func(fd uintptr) {
-			unix.EpollCtl(int(epfd), unix.EPOLL_CTL_DEL, int(fd), nil)
+			sysEpollCtl(epfd, unix.EPOLL_CTL_DEL, fd, nil)
 		})
 	})
 }
@@ -199,11 +201,6 @@ func (w *watcher) close() {
 // if that cannot be told.
 func pendingBytes(raw syscall.RawConn) int {
 	var n int
-	raw.Control(func(fd uintptr) {
-		var err error
-		if n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ); err != nil {
-			n = 0
-		}
-	})
+	raw.Control(func(fd uintptr) { n = sysPending(fd) })
 	return n
 }
