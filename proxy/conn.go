@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,12 @@ type conn struct {
 	// session is set once the connection is handed to net/http, which
 	// sees only the *tls.Conn over it.
 	session *session
+
+	// bufferedOnly makes reads fail as under an expired deadline, without
+	// touching the socket, so that a reader learns whether crypto/tls
+	// holds more (half.readBuffered). Set and cleared around one Read, on
+	// the reading goroutine.
+	bufferedOnly bool
 
 	closeOnce sync.Once
 	onClose   func()
@@ -147,6 +154,11 @@ func (c *conn) Write(b []byte) (int, error) {
 // readWire reads from the socket (see rawio.go), keeping what the
 // handshake's reports need.
 func (c *conn) readWire(b []byte) (n int, err error) {
+	if c.bufferedOnly {
+		// What an expired deadline returns, unwrapped: crypto/tls
+		// takes it as temporary and keeps the connection usable.
+		return 0, os.ErrDeadlineExceeded
+	}
 	if c.rc != nil {
 		n, err = rawRead(c.rc, c.Conn, b)
 	} else {

@@ -397,20 +397,19 @@ func (h *half) copy(first bool) error {
 				buf = getBuf(quiet)
 			}
 			if probe {
-				h.src.SetReadDeadline(aLongTimeAgo)
-			}
-			n, err = h.src.Read(*buf)
-			if probe {
+				n, err = h.readBuffered(*buf, deadline)
 				probe = false
-				h.src.SetReadDeadline(deadline)
 				if n == 0 && isTimeout(err) {
 					putBuf(buf)
 					buf = nil
 					drained = true
 					continue
 				}
-			} else if waits {
-				n, err = h.readMore(*buf, n, err)
+			} else {
+				n, err = h.src.Read(*buf)
+				if waits {
+					n, err = h.readMore(*buf, n, err)
+				}
 			}
 		}
 		if n > 0 {
@@ -503,6 +502,26 @@ func (h *half) write(b []byte) (int, error) {
 		return rawWrite(be.raw, h.dst, b)
 	}
 	return h.dst.Write(b)
+}
+
+// readBuffered reads what crypto/tls holds above the socket without
+// touching the socket: it fails with a timeout when that is nothing.
+// deadline is the read deadline the direction has set.
+func (h *half) readBuffered(buf []byte, deadline time.Time) (int, error) {
+	if tc, ok := h.src.(*tls.Conn); ok {
+		if c, ok := tc.NetConn().(*conn); ok {
+			// Without a deadline dance: two timer updates and an
+			// error allocated per message.
+			c.bufferedOnly = true
+			n, err := tc.Read(buf)
+			c.bufferedOnly = false
+			return n, err
+		}
+	}
+	h.src.SetReadDeadline(aLongTimeAgo)
+	n, err := h.src.Read(buf)
+	h.src.SetReadDeadline(deadline)
+	return n, err
 }
 
 // readMore adds whole records to buf[:n] while a full record came, the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -17,29 +18,14 @@ import (
 // no buffer. It returns io.EOF at the end of the stream; a read deadline
 // set on the socket's net.Conn applies to the wait.
 func readRaw(raw syscall.RawConn, buf **[]byte) (int, error) {
-	var n int
-	var rerr error
-	err := raw.Read(func(fd uintptr) bool {
-		if *buf == nil {
-			*buf = getBuf(false)
-		}
-		var errno syscall.Errno
-		for n, errno = sysRead(fd, **buf); errno == syscall.EINTR; {
-			n, errno = sysRead(fd, **buf)
-		}
-		if errno == syscall.EAGAIN {
-			// Not readable yet: give the buffer back while we wait.
-			putBuf(*buf)
-			*buf = nil
-			return false
-		}
-		if errno != 0 {
-			rerr = errno
-		}
-		return true
-	})
-	if err == nil && rerr != nil {
-		err = os.NewSyscallError("read", rerr)
+	op := lazyReads.Get().(*lazyRead)
+	op.buf, op.n, op.errno = *buf, 0, 0
+	err := raw.Read(op.fn)
+	n, errno := op.n, op.errno
+	*buf, op.buf = op.buf, nil
+	lazyReads.Put(op)
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("read", errno)
 	}
 	if n == 0 && err == nil {
 		err = io.EOF
@@ -49,6 +35,41 @@ func readRaw(raw syscall.RawConn, buf **[]byte) (int, error) {
 		*buf = nil
 	}
 	return n, err
+}
+
+// lazyRead is readRaw's callback and its state, pooled with the callback
+// bound once (as rawOp in rawio.go): a closure per read would allocate.
+type lazyRead struct {
+	fn    func(fd uintptr) bool
+	buf   *[]byte
+	n     int
+	errno syscall.Errno
+}
+
+var lazyReads = sync.Pool{New: func() any {
+	op := new(lazyRead)
+	op.fn = op.do
+	return op
+}}
+
+func (op *lazyRead) do(fd uintptr) bool {
+	if op.buf == nil {
+		op.buf = getBuf(false)
+	}
+	for {
+		n, errno := sysRead(fd, *op.buf)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			// Not readable yet: give the buffer back while we wait.
+			putBuf(op.buf)
+			op.buf = nil
+			return false
+		}
+		op.n, op.errno = n, errno
+		return true
+	}
 }
 
 // plainSocketOf returns c's socket if c is one with nothing buffered

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -604,6 +605,9 @@ func portOf(a net.Addr) uint16 {
 }
 
 func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true // the usual case, without allocating
+	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
