@@ -1,4 +1,4 @@
-//go:build linux && race
+//go:build linux && (race || 386)
 
 package proxy
 
@@ -9,7 +9,7 @@ import (
 )
 
 // The watcher's system calls through the runtime, as the data path's are
-// under the race detector (rawio_unix.go says why).
+// under the race detector and on 386 (rawio_unix.go says why).
 
 func sysEpollWait(epfd uintptr, events []unix.EpollEvent) (int, syscall.Errno) {
 	n, err := unix.EpollWait(int(epfd), events, 0)
