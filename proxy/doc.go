@@ -27,6 +27,12 @@
 // its handshake and ends the connection there, so a probe never reaches a
 // backend and is reported as a probe.
 //
+// The tcp forwarder's copying (pipe.go) holds a buffer only while data
+// flows and parks a direction quiet for a second in one epoll watcher per
+// Server, with no goroutine (park_linux.go). On Linux its socket reads and
+// writes are raw system calls (rawio.go): the runtime's monitor thread is
+// then not woken by every message of a lightly loaded connection.
+//
 // Constructors start nothing; Serve starts the goroutines, and Shutdown
 // drains and then closes what the Server owns. A tcp listener with
 // protocol mqtt drains its connections at a pace: each ends at its own
