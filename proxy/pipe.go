@@ -339,7 +339,7 @@ func (h *half) end() {
 // parked, or the error that stopped it.
 //
 // No buffer is held while waiting: a plain socket is read through raw
-// once readable (readRaw). crypto/tls needs a buffer to read into, so
+// once readable (rawReadLazy). crypto/tls needs a buffer to read into, so
 // after a read that was not a full record the TLS direction looks, without
 // blocking, whether crypto/tls holds more (a read under an expired
 // deadline); only once that timed out does it give the buffer back and
@@ -386,7 +386,7 @@ func (h *half) copy(first bool) error {
 		var err error
 		switch {
 		case h.rawReads:
-			n, err = readRaw(h.raw, &buf)
+			n, err = rawReadLazy(h.raw, h.src, &buf)
 		case drained:
 			if err = waitReadable(h.raw); err == nil {
 				drained = false

@@ -7,9 +7,10 @@ import (
 	"syscall"
 )
 
-// readRaw is never called here: plainSocketOf finds no socket to read
-// directly without unix raw reads.
-func readRaw(syscall.RawConn, **[]byte) (int, error) { panic("proxy: raw reads need unix") }
+// rawReadLazy is never called here: plainSocketOf finds no socket.
+func rawReadLazy(syscall.RawConn, net.Conn, **[]byte) (int, error) {
+	panic("proxy: raw reads need unix")
+}
 
 // plainSocketOf returns nil: every direction reads through net.Conn.
 func plainSocketOf(net.Conn) syscall.RawConn { return nil }

@@ -4,73 +4,11 @@ package proxy
 
 import (
 	"crypto/tls"
-	"io"
 	"net"
-	"os"
-	"sync"
 	"syscall"
 
 	proxyproto "github.com/pires/go-proxyproto"
 )
-
-// readRaw waits for the plain socket behind raw to be readable, then takes
-// a big buffer into *buf and reads into it, so that a quiet socket holds
-// no buffer. It returns io.EOF at the end of the stream; a read deadline
-// set on the socket's net.Conn applies to the wait.
-func readRaw(raw syscall.RawConn, buf **[]byte) (int, error) {
-	op := lazyReads.Get().(*lazyRead)
-	op.buf, op.n, op.errno = *buf, 0, 0
-	err := raw.Read(op.fn)
-	n, errno := op.n, op.errno
-	*buf, op.buf = op.buf, nil
-	lazyReads.Put(op)
-	if err == nil && errno != 0 {
-		err = os.NewSyscallError("read", errno)
-	}
-	if n == 0 && err == nil {
-		err = io.EOF
-	}
-	if n == 0 && *buf != nil {
-		putBuf(*buf)
-		*buf = nil
-	}
-	return n, err
-}
-
-// lazyRead is readRaw's callback and its state, pooled with the callback
-// bound once (as rawOp in rawio.go): a closure per read would allocate.
-type lazyRead struct {
-	fn    func(fd uintptr) bool
-	buf   *[]byte
-	n     int
-	errno syscall.Errno
-}
-
-var lazyReads = sync.Pool{New: func() any {
-	op := new(lazyRead)
-	op.fn = op.do
-	return op
-}}
-
-func (op *lazyRead) do(fd uintptr) bool {
-	if op.buf == nil {
-		op.buf = getBuf(false)
-	}
-	for {
-		n, errno := sysRead(fd, *op.buf)
-		switch errno {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			// Not readable yet: give the buffer back while we wait.
-			putBuf(op.buf)
-			op.buf = nil
-			return false
-		}
-		op.n, op.errno = n, errno
-		return true
-	}
-}
 
 // plainSocketOf returns c's socket if c is one with nothing buffered
 // above it (a *net.TCPConn or *net.UnixConn), else nil.

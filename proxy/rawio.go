@@ -35,8 +35,12 @@ import (
 // rawOp is one read or write through a RawConn. The callback the RawConn
 // calls is built once per pooled op: a closure per call would allocate.
 type rawOp struct {
-	fn    func(fd uintptr) bool
-	p     []byte
+	fn func(fd uintptr) bool
+	p  []byte
+	// lazy reads go into buf, a pooled buffer taken once the socket is
+	// readable and given back while it is not (see rawReadLazy).
+	lazy  bool
+	buf   *[]byte
 	n     int
 	errno syscall.Errno
 	write bool
@@ -48,7 +52,20 @@ var rawOps = sync.Pool{New: func() any {
 	return op
 }}
 
+func getRawOp() *rawOp { return rawOps.Get().(*rawOp) }
+
+// free clears op and returns it to the pool.
+func (op *rawOp) free() {
+	fn := op.fn
+	*op = rawOp{fn: fn}
+	rawOps.Put(op)
+}
+
 func (op *rawOp) do(fd uintptr) bool {
+	if op.lazy && op.buf == nil {
+		op.buf = getBuf(false)
+		op.p = *op.buf
+	}
 	for {
 		var n int
 		var errno syscall.Errno
@@ -65,6 +82,11 @@ func (op *rawOp) do(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if op.lazy {
+				// Not readable yet: give the buffer back while we wait.
+				putBuf(op.buf)
+				op.buf, op.p = nil, nil
+			}
 			return false
 		default:
 			op.errno = errno
@@ -84,30 +106,49 @@ func rawRead(rc syscall.RawConn, c net.Conn, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	return rawDo(rc, c, b, false)
+	op := getRawOp()
+	defer op.free()
+	op.p = b
+	return rawDo(rc, c, op)
+}
+
+// rawReadLazy is rawRead into *buf, a big pooled buffer taken only once
+// the socket is readable, so that a quiet socket holds none: *buf is nil
+// when nothing was read.
+func rawReadLazy(rc syscall.RawConn, c net.Conn, buf **[]byte) (int, error) {
+	op := getRawOp()
+	defer op.free()
+	op.lazy, op.buf = true, *buf
+	if op.buf != nil {
+		op.p = *op.buf
+	}
+	n, err := rawDo(rc, c, op)
+	*buf = op.buf
+	if n == 0 && *buf != nil {
+		putBuf(*buf)
+		*buf = nil
+	}
+	return n, err
 }
 
 // rawWrite writes all of b to the socket behind rc, whose net.Conn is c,
 // as c.Write would.
 func rawWrite(rc syscall.RawConn, c net.Conn, b []byte) (int, error) {
-	return rawDo(rc, c, b, true)
+	op := getRawOp()
+	defer op.free()
+	op.p, op.write = b, true
+	return rawDo(rc, c, op)
 }
 
-func rawDo(rc syscall.RawConn, c net.Conn, b []byte, write bool) (int, error) {
-	op := rawOps.Get().(*rawOp)
-	op.p, op.n, op.errno, op.write = b, 0, 0, write
+// rawDo runs op through rc and returns what c would have.
+func rawDo(rc syscall.RawConn, c net.Conn, op *rawOp) (int, error) {
 	var err error
-	if write {
+	name := "read"
+	if op.write {
+		name = "write"
 		err = rc.Write(op.fn)
 	} else {
 		err = rc.Read(op.fn)
-	}
-	n, errno := op.n, op.errno
-	op.p = nil
-	rawOps.Put(op)
-	name := "read"
-	if write {
-		name = "write"
 	}
 	switch {
 	case err != nil:
@@ -116,13 +157,13 @@ func rawDo(rc syscall.RawConn, c net.Conn, b []byte, write bool) (int, error) {
 		if errors.As(err, &oe) {
 			err = oe.Err
 		}
-		return n, opError(c, name, err)
-	case errno != 0:
-		return n, opError(c, name, os.NewSyscallError(name, errno))
-	case n == 0 && !write:
+		return op.n, opError(c, name, err)
+	case op.errno != 0:
+		return op.n, opError(c, name, os.NewSyscallError(name, op.errno))
+	case op.n == 0 && !op.write:
 		return 0, io.EOF
 	}
-	return n, nil
+	return op.n, nil
 }
 
 func opError(c net.Conn, op string, err error) error {
