@@ -279,12 +279,7 @@ func TestDrainSpreadsOverGrace(t *testing.T) {
 			errs <- err
 		})
 	}
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := p.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
+	start := shutdownWithin(t, p, grace)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -296,17 +291,35 @@ func TestDrainSpreadsOverGrace(t *testing.T) {
 	if st.Disconnected != n {
 		t.Errorf("%d DISCONNECTs counted, want %d", st.Disconnected, n)
 	}
-	// Ten slices of the window: the schedule puts n/10 in each; none may
-	// hold more than twice that.
+	checkSpread(t, "connections", start, ends, st.Window)
+}
+
+// shutdownWithin shuts p down with grace to drain and returns when it
+// started.
+func shutdownWithin(t *testing.T, p *testProxy, grace time.Duration) time.Time {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	return start
+}
+
+// checkSpread fails t when more than a fifth of ends fall in one tenth of
+// window from start: the drain's schedule puts a tenth in each, and none
+// may hold more than twice that.
+func checkSpread(t *testing.T, what string, start time.Time, ends []time.Time, window time.Duration) {
+	t.Helper()
 	var tenths [10]int
 	for _, e := range ends {
-		i := min(max(int(10*e.Sub(start)/st.Window), 0), 9)
-		tenths[i]++
+		tenths[min(max(int(10*e.Sub(start)/window), 0), 9)]++
 	}
-	t.Logf("ends per tenth of the %s window: %v", st.Window, tenths)
+	t.Logf("%s ended per tenth of the %s window: %v", what, window, tenths)
 	for i, k := range tenths {
-		if k > n/5 {
-			t.Errorf("%d of %d connections ended in tenth %d of the window: %v", k, n, i, tenths)
+		if k > len(ends)/5 {
+			t.Errorf("%d of %d %s ended in tenth %d of the window: %v", k, len(ends), what, i, tenths)
 		}
 	}
 }

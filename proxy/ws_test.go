@@ -571,27 +571,14 @@ func TestShutdownDrainsWebSocketsSpreadOut(t *testing.T) {
 			}
 		})
 	}
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := p.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
+	start := shutdownWithin(t, p, grace)
 	wg.Wait()
-	window := grace * (100 - drainMargin) / 100
-	var tenths [10]int
 	for i := range n {
 		if codes[i] != websocket.CloseGoingAway {
 			t.Fatalf("client %d: close code %d, want 1001", i, codes[i])
 		}
-		tenths[min(max(int(10*ends[i].Sub(start)/window), 0), 9)]++
 	}
-	t.Logf("WebSockets ended per tenth of the %s window: %v", window, tenths)
-	for i, k := range tenths {
-		if k > n/5 {
-			t.Errorf("%d of %d WebSockets ended in tenth %d of the window: %v", k, n, i, tenths)
-		}
-	}
+	checkSpread(t, "WebSockets", start, ends, grace*(100-drainMargin)/100)
 	for range n {
 		select {
 		case code := <-b.closes:
