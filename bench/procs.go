@@ -158,17 +158,6 @@ func waitListening(ctx context.Context, pr *proc, addr string, within time.Durat
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago. Another
-// process may take it before ours binds; callers retry on failure.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // tailBuffer keeps the last max bytes written to it, for error messages.
 type tailBuffer struct {
 	mu  sync.Mutex

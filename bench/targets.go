@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlsfront/tlsfront/internal/freeport"
 	"github.com/tlsfront/tlsfront/internal/pki"
 )
 
@@ -176,7 +177,7 @@ backend be
 func (h *harness) startOnFreePort(ctx context.Context, name string, argv func(addr string) ([]string, error)) (string, *proc, error) {
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
+		port, err := freeport.One()
 		if err != nil {
 			return "", nil, fmt.Errorf("pick a port for %s: %w", name, err)
 		}

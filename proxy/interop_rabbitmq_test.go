@@ -11,8 +11,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/tlsfront/tlsfront/internal/broker"
+	"github.com/tlsfront/tlsfront/internal/testnet"
 )
 
 // RabbitMQ's web_mqtt with proxy_protocol on drops every connection whose
@@ -65,14 +64,7 @@ func TestInteropRabbitMQWebMQTTProxyProtocol(t *testing.T) {
 func startRabbitMQ(t *testing.T, server string) string {
 	t.Helper()
 	dir := t.TempDir()
-	ports := make([]int, 4)
-	for i := range ports {
-		p, err := broker.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
+	ports := testnet.FreePorts(t, 4)
 	epmdPort, distPort, mqttPort, webPort := ports[0], ports[1], ports[2], ports[3]
 	conf := fmt.Sprintf(`listeners.tcp = none
 mqtt.listeners.tcp.default = 127.0.0.1:%d

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsfront/tlsfront/internal/freeport"
 	"github.com/tlsfront/tlsfront/internal/procstat"
 )
 
@@ -50,7 +51,11 @@ func runBinary(ctx context.Context, bin, dir string, n, run int) (e2e, error) {
 			c.Close()
 		}
 	}()
-	admin, listen := freePort(), freePort()
+	ports, err := freeport.Take(2)
+	if err != nil {
+		return out, err
+	}
+	admin, listen := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	cfg := filepath.Join(tmp, "tlsfront.yaml")
 	err = os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: %s
 certificates:
@@ -150,15 +155,6 @@ listeners:
 	}
 	out.Served = time.Since(t0).Seconds()
 	return out, nil
-}
-
-func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func rssOf(pid int) int64 {

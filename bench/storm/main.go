@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsfront/tlsfront/internal/freeport"
 	"github.com/tlsfront/tlsfront/internal/pki"
 	"github.com/tlsfront/tlsfront/internal/procstat"
 )
@@ -149,17 +150,6 @@ func makePKI(dir string) (*pkiFiles, error) {
 	return &pkiFiles{cert: cert, key: key, root: rootFile, good: pki.Pool(root), evil: pki.Pool(other)}, nil
 }
 
-// freePort finds a port nobody listens on right now. Another process may
-// take it before we do; callers retry.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // waitListening polls addr until it accepts or the deadline passes.
 func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(15 * time.Second)
@@ -216,7 +206,7 @@ func (p *proc) stop() {
 func startMosquitto(ctx context.Context, dir string) (*proc, error) {
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freeport.One()
 		if err != nil {
 			return nil, err
 		}
@@ -240,14 +230,11 @@ func startMosquitto(ctx context.Context, dir string) (*proc, error) {
 
 func startTLSFront(ctx context.Context, bin, dir string, pk *pkiFiles, backend string, flags []string) (p *proc, admin string, err error) {
 	for range 5 {
-		lp, err := freePort()
+		ports, err := freeport.Take(2)
 		if err != nil {
 			return nil, "", err
 		}
-		ap, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
+		lp, ap := ports[0], ports[1]
 		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(lp))
 		admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(ap))
 		args := append([]string{

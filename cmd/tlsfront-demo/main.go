@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tlsfront/tlsfront/internal/broker"
+	"github.com/tlsfront/tlsfront/internal/freeport"
 	"github.com/tlsfront/tlsfront/internal/pki"
 )
 
@@ -170,7 +171,7 @@ func portOr(p int) int {
 		ln.Close()
 		return p
 	}
-	free, err := broker.FreePort()
+	free, err := freeport.One()
 	if err != nil {
 		return p
 	}

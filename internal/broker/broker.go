@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/tlsfront/tlsfront/internal/freeport"
 )
 
 // Broker is a running MQTT broker on loopback with a plain MQTT listener
@@ -30,31 +31,6 @@ type Broker struct {
 
 // Close stops the broker and waits for it.
 func (b *Broker) Close() error { return b.stop() }
-
-// FreePort returns a loopback port that was free a moment ago. Mosquitto
-// needs fixed ports in its configuration; callers retry on a collision.
-func FreePort() (int, error) {
-	ports, err := FreePorts(1)
-	if err != nil {
-		return 0, err
-	}
-	return ports[0], nil
-}
-
-// FreePorts is FreePort for n distinct ports: each is held until all are
-// chosen, so no two are the same.
-func FreePorts(n int) ([]int, error) {
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
 
 // Start runs Mosquitto if it is on PATH (or in /usr/sbin), else the
 // embedded broker. dir holds Mosquitto's configuration and log.
@@ -91,7 +67,7 @@ func StartMosquitto(path, dir string, log io.Writer) (*Broker, error) {
 }
 
 func tryMosquitto(path, dir string, log io.Writer) (*Broker, error) {
-	ports, err := FreePorts(2)
+	ports, err := freeport.Take(2)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +135,7 @@ func StartEmbedded() (*Broker, error) {
 	if err := s.AddListener(listeners.NewNet("mqtt", ln)); err != nil {
 		return nil, err
 	}
-	wp, err := FreePort()
+	wp, err := freeport.One()
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/tlsfront/tlsfront/internal/freeport"
 )
 
 // Listen returns a TCP listener on a free port of 127.0.0.1. It is closed
@@ -32,23 +34,19 @@ func Listen(t testing.TB) net.Listener {
 // must therefore return once its connection is closed; one blocked on
 // anything else (a full channel, say) stalls the test's cleanup.
 // FreePort reserves a loopback port and frees it, for a program the test
-// starts that cannot listen on port 0 and say which port it got. Anything
-// of the test's own that listens on port 0 must listen first: once freed,
-// the port may be handed out again. Take several at once with FreePorts.
+// starts that cannot listen on port 0 and say which port it got (see
+// freeport). Take several at once with FreePorts.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	return FreePorts(t, 1)[0]
 }
 
-// FreePorts is FreePort for n distinct ports: each is held until all are
-// chosen, so no two are the same.
+// FreePorts is FreePort for n distinct ports (freeport.Take).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln := Listen(t)
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	ports, err := freeport.Take(n)
+	if err != nil {
+		t.Fatalf("pick free loopback ports: %v", err)
 	}
 	return ports
 }
