@@ -363,6 +363,16 @@ func (c Config) Validate() error {
 // as the exempt key and flag take them.
 type Networks []netip.Prefix
 
+// Contains reports whether a is in one of the networks.
+func (n Networks) Contains(a netip.Addr) bool {
+	for _, p := range n {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // ParseNetwork reads a CIDR prefix or a single address.
 func ParseNetwork(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {

@@ -78,7 +78,9 @@ func (h *httpForwarder) setForwarding(out http.Header, in *http.Request, peer ne
 
 // trusted reports whether peer is a proxy whose forwarding headers are
 // believed.
-func (h *httpForwarder) trusted(peer netip.Addr) bool { return inPrefixes(h.opts.TrustedProxies, peer) }
+func (h *httpForwarder) trusted(peer netip.Addr) bool {
+	return h.opts.TrustedProxies.Contains(peer)
+}
 
 // forwardedNode is a node for RFC 7239's for=: IPv6 in brackets, quoted.
 func forwardedNode(a netip.Addr) string {

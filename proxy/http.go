@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tlsfront/tlsfront/limits"
 	"github.com/tlsfront/tlsfront/report"
 )
 
@@ -45,7 +46,7 @@ type HTTPOptions struct {
 	// TrustedProxies are the peers (TCP peer, or the source of an
 	// accepted PROXY header) whose X-Forwarded-For and Forwarded are
 	// appended to; anyone else's are replaced.
-	TrustedProxies []netip.Prefix
+	TrustedProxies limits.Networks
 	// ForwardedHeader also sends RFC 7239 Forwarded.
 	ForwardedHeader bool
 	// MaxHeaderBytes caps a request's headers, HTTP/1.1 (431) and HTTP/2

@@ -72,7 +72,7 @@ type Options struct {
 	// refused and counted, since it would let any client pick the address
 	// tlsfront limits and the backend sees.
 	AcceptProxyHeader bool
-	TrustedProxies    []netip.Prefix
+	TrustedProxies    limits.Networks
 	// Protocol is what a tcp listener carries, for refusals in the
 	// client's own protocol: "mqtt" or "" (close the connection).
 	Protocol string
@@ -503,16 +503,8 @@ func (s *Server) newSession(tc *tls.Conn, c *conn, ev *HandshakeEvent) *session 
 // peer outside the listener's trusted proxies.
 const LimitUntrustedProxyHeader = "untrusted_proxy_header"
 
-func (s *Server) trustedProxy(peer netip.Addr) bool { return inPrefixes(s.opts.TrustedProxies, peer) }
-
-// inPrefixes reports whether a is in one of ps.
-func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+func (s *Server) trustedProxy(peer netip.Addr) bool {
+	return s.opts.TrustedProxies.Contains(peer)
 }
 
 // helloTimeout is how long a new connection may stay silent: the
